@@ -1,0 +1,50 @@
+# Everything bootstraps itself: a fresh machine needs only Python 3.11 and 3.13.
+#   make bench   the main job: the side-by-side comparison, quick mode
+#   make test    the whole test suite: ruff, mypy --strict, pytest on 3.11 and 3.13, docs
+.PHONY: test bench bench-full lint typecheck pytest pytest313 docs clean
+
+PY311 := $(shell .ci/find-python 3.11)
+PY313 := $(shell .ci/find-python 3.13)
+VENV := .venv
+VENV313 := .venv313
+
+$(VENV)/.ok: pyproject.toml
+	rm -rf $(VENV)
+	$(PY311) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install -q -U "pip>=25.1"
+	$(VENV)/bin/python -m pip install -q -e ".[bench,rx,dask]" --group dev
+	touch $@
+
+$(VENV313)/.ok: pyproject.toml
+	rm -rf $(VENV313)
+	$(PY313) -m venv $(VENV313)
+	$(VENV313)/bin/python -m pip install -q -U "pip>=25.1"
+	$(VENV313)/bin/python -m pip install -q -e ".[bench,rx,dask]" --group dev --group docs
+	touch $@
+
+lint: $(VENV)/.ok
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: $(VENV)/.ok
+	$(VENV)/bin/mypy --strict rxpipe
+
+pytest: $(VENV)/.ok
+	$(VENV)/bin/python -m pytest
+
+pytest313: $(VENV313)/.ok
+	$(VENV313)/bin/python -m pytest
+
+docs: $(VENV313)/.ok
+	$(VENV313)/bin/sphinx-build -W --keep-going -q -b html docs docs/_build/html
+
+test: lint typecheck pytest pytest313 docs
+
+bench: $(VENV)/.ok
+	$(VENV)/bin/python -m comparisons --quick
+
+bench-full: $(VENV)/.ok
+	$(VENV)/bin/python -m comparisons
+
+clean:
+	rm -rf $(VENV) $(VENV313) docs/_build
