@@ -6,18 +6,32 @@ push-channel engine, so the two backpressure models can be compared on identical
 
 from __future__ import annotations
 
+from rxpipe.engines.pull.engine import PullEngine
 from rxpipe.errors import MissingBackpressureError, PipelineCancelledError, RxpipeError
+from rxpipe.flow import Flow
 from rxpipe.spec import MAX_DEMAND, Processor, Publisher, Subscriber, Subscription
+from rxpipe.stages import LinearLogic, LinearStage, Stage, StageLogic
+from rxpipe.stages.errors import Result
+from rxpipe.telemetry.report import Report, StageReport
 
 __version__ = "0.1.0"
 
 __all__ = (
     "MAX_DEMAND",
+    "Flow",
+    "LinearLogic",
+    "LinearStage",
     "MissingBackpressureError",
     "PipelineCancelledError",
     "Processor",
+    "PullEngine",
     "Publisher",
+    "Report",
+    "Result",
     "RxpipeError",
+    "Stage",
+    "StageLogic",
+    "StageReport",
     "Subscriber",
     "Subscription",
     "__version__",

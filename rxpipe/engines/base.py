@@ -1,0 +1,92 @@
+"""What every engine offers the terminals: open a run of a plan, iterate it, get its Report."""
+
+from __future__ import annotations
+
+import asyncio
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar, final
+
+from rxpipe.stages.errors import Node
+from rxpipe.stages.sources import Source
+from rxpipe.telemetry.report import Report
+
+__all__ = ("Engine", "Plan", "Run", "ensure_no_running_loop")
+
+T = TypeVar("T")
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """A flow as engines see it: a named source and the nodes after it, in order."""
+
+    source: Source[Any]
+    source_name: str
+    nodes: tuple[Node, ...]
+
+    @property
+    def is_async(self) -> bool:
+        """Whether the plan needs an event loop to run."""
+        return self.source.is_async or any(getattr(n.stage, "is_async", False) for n in self.nodes)
+
+    def names(self) -> Sequence[str]:
+        """Stage names in pipeline order, the source first."""
+        return (self.source_name, *(n.name for n in self.nodes))
+
+
+class Run(ABC, Generic[T]):
+    """One execution of a plan. Iterate it (sync or async, as the engine allows), then read
+    :meth:`report`. Closing it early cancels the run; what was in flight is counted as lost.
+    """
+
+    @abstractmethod
+    def __iter__(self) -> Iterator[T]:
+        """Items in order, pulled as the caller iterates."""
+
+    @abstractmethod
+    def __aiter__(self) -> AsyncIterator[T]:
+        """Items in order, for ``async for``."""
+
+    def collect(self) -> list[T]:
+        """All items as a list (engines may override with a faster path)."""
+        return list(self)
+
+    @abstractmethod
+    def close(self) -> None:
+        """Stop the run now (idempotent)."""
+
+    @abstractmethod
+    async def aclose(self) -> None:
+        """Stop the run now, from async code (idempotent)."""
+
+    @abstractmethod
+    def report(self) -> Report:
+        """The run's Report; complete once the run ended."""
+
+
+class Engine(ABC):
+    """Runs plans. Engines know the port protocol, never the operators."""
+
+    #: Shown in ``Report.engine``.
+    name: str = "engine"
+
+    @abstractmethod
+    def open(self, plan: Plan) -> Run[Any]:
+        """Prepare a run; nothing happens until it is iterated."""
+
+
+def ensure_no_running_loop(what: str, twin: str) -> None:
+    """Raise a clear error when sync code that needs its own event loop runs inside one.
+
+    Blocking the running loop would deadlock it; the async twin is the right call there.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    raise RuntimeError(
+        f"{what} cannot run inside a running event loop (it would block the loop); "
+        f"use `await {twin}` instead"
+    )

@@ -1,0 +1,388 @@
+"""The demand-pull engine: synchronous islands run in the caller's thread, item by item on demand.
+
+A plan is cut into segments: maximal runs of fusible stages become one generated loop
+(``fused.py``), everything else is run by the generic interpreter (``interpreter.py``). Each
+segment is an iterator transform, so pulling an item from the run pulls exactly as much as
+needed through every segment: demand of one, with no buffering between stages. Sources that
+live on an event loop (async iterables, publishers signalling from other threads) make the
+run asynchronous; the sync terminals then drive a private event loop, or refuse with a clear
+error inside a running one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterator, Sequence
+from typing import Any, Final, final
+
+from rxpipe.engines.base import Engine, Plan, Run
+from rxpipe.engines.pull.fused import FusedRun, is_fusible
+from rxpipe.engines.pull.interpreter import Interpreter
+from rxpipe.stages._base import StageStats
+from rxpipe.stages.errors import Node, annotate
+from rxpipe.telemetry.report import Report
+
+__all__ = ("PullEngine",)
+
+#: How many items an async run processes between two yields to the event loop, when the run
+#: never has to wait (a synchronous source): keeps other tasks responsive.
+_YIELD_EVERY: Final = 256
+
+
+@final
+class PullEngine(Engine):
+    """Reactive Streams demand: stages pull items one by one; sync stages are fused.
+
+    Args:
+        prefetch: the demand window at asynchronous boundaries (publishers): how many items
+            are requested at once; more are requested when 75% of the window was used.
+        fuse: lower runs of simple stages into one generated loop (``False`` forces the
+            generic interpreter, for tests and for comparison).
+    """
+
+    name = "pull"
+
+    def __init__(self, *, prefetch: int = 256, fuse: bool = True) -> None:
+        if isinstance(prefetch, bool) or not isinstance(prefetch, int) or prefetch < 1:
+            raise ValueError(f"prefetch must be an int >= 1, got {prefetch!r}")
+        self.prefetch = prefetch
+        self.fuse = fuse
+
+    def __repr__(self) -> str:
+        return f"PullEngine(prefetch={self.prefetch}, fuse={self.fuse})"
+
+    def open(self, plan: Plan) -> PullRun:
+        return PullRun(self, plan)
+
+
+def _segments(
+    nodes: Sequence[Node], stats: Sequence[StageStats], fuse: bool
+) -> list[FusedRun | tuple[Sequence[Node], Sequence[StageStats]]]:
+    """Cut the nodes into fused runs and generic runs, each with its stats slice."""
+    out: list[FusedRun | tuple[Sequence[Node], Sequence[StageStats]]] = []
+    i = 0
+    while i < len(nodes):
+        fusible = fuse and is_fusible(nodes[i])
+        j = i + 1
+        while j < len(nodes) and (fuse and is_fusible(nodes[j])) == fusible:
+            j += 1
+        if fusible:
+            out.append(FusedRun(nodes[i:j], stats[i:j]))
+        else:
+            out.append((nodes[i:j], stats[i:j]))
+        i = j
+    return out
+
+
+def _drive(interp: Interpreter, src: Iterator[Any], upstream: StageStats) -> Iterator[Any]:
+    """A generic segment as a generator: one ``demand`` per item asked for."""
+    interp.start()
+    try:
+        while True:
+            if not interp.output and not interp.finished:
+                interp.demand()
+                while not interp.output and not interp.finished:
+                    if not interp.input_wanted:
+                        raise RuntimeError(_STALL)
+                    try:
+                        item = next(src)
+                    except StopIteration:
+                        interp.feed_end()
+                    except Exception as exc:
+                        interp.feed_error(annotate(exc, upstream.name))
+                    else:
+                        interp.feed(item)
+            if interp.output:
+                yield interp.output.popleft()
+            elif interp.finished:
+                if interp.error is not None:
+                    raise interp.error
+                return
+    finally:
+        if not interp.finished:
+            interp.cancel()
+        interp.stop()
+        close = getattr(src, "close", None)
+        if close is not None:
+            close()
+
+
+async def _adrive(
+    interp: Interpreter, src: AsyncIterator[Any], upstream: StageStats
+) -> AsyncIterator[Any]:
+    """The async twin of :func:`_drive`."""
+    interp.start()
+    try:
+        while True:
+            if not interp.output and not interp.finished:
+                interp.demand()
+                while not interp.output and not interp.finished:
+                    if not interp.input_wanted:
+                        raise RuntimeError(_STALL)
+                    try:
+                        item = await anext(src)
+                    except StopAsyncIteration:
+                        interp.feed_end()
+                    except Exception as exc:
+                        interp.feed_error(annotate(exc, upstream.name))
+                    else:
+                        interp.feed(item)
+            if interp.output:
+                yield interp.output.popleft()
+            elif interp.finished:
+                if interp.error is not None:
+                    raise interp.error
+                return
+    finally:
+        if not interp.finished:
+            interp.cancel()
+        interp.stop()
+        close = getattr(src, "aclose", None)
+        if close is not None:
+            await close()
+
+
+_STALL: Final = (
+    "a stage neither pushed nor pulled after on_pull: its logic breaks the port protocol"
+)
+
+
+async def _cooperative(src: Iterator[Any]) -> AsyncIterator[Any]:
+    """A sync iterator inside an async run: give the loop a turn every few hundred items."""
+    n = 0
+    try:
+        for item in src:
+            yield item
+            n += 1
+            if n >= _YIELD_EVERY:
+                n = 0
+                await asyncio.sleep(0)
+    finally:
+        close = getattr(src, "close", None)
+        if close is not None:
+            close()
+
+
+class _Counted:
+    """Counts items passing from the source when no stage follows it to count them."""
+
+    __slots__ = ("n",)
+
+    def __init__(self) -> None:
+        self.n = 0
+
+    def iterate(self, src: Iterator[Any]) -> Iterator[Any]:
+        try:
+            for item in src:
+                self.n += 1
+                yield item
+        finally:
+            close = getattr(src, "close", None)
+            if close is not None:
+                close()
+
+    async def aiterate(self, src: AsyncIterator[Any]) -> AsyncIterator[Any]:
+        try:
+            async for item in src:
+                self.n += 1
+                yield item
+        finally:
+            close = getattr(src, "aclose", None)
+            if close is not None:
+                await close()
+
+
+@final
+class PullRun(Run[Any]):
+    """One run on the pull engine."""
+
+    __slots__ = (
+        "_agen",
+        "_counted",
+        "_engine",
+        "_gen",
+        "_interps",
+        "_loop",
+        "_plan",
+        "_report",
+        "_segments",
+        "_started",
+        "_stats",
+    )
+
+    def __init__(self, engine: PullEngine, plan: Plan) -> None:
+        self._engine = engine
+        self._plan = plan
+        self._stats = [StageStats(name) for name in plan.names()]
+        self._segments = _segments(plan.nodes, self._stats[1:], engine.fuse)
+        self._interps: list[tuple[Interpreter, int]] = []
+        self._counted = _Counted()
+        self._gen: Iterator[Any] | None = None
+        self._agen: AsyncIterator[Any] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._report: Report | None = None
+        self._started = 0.0
+
+    # -- building the chain of iterators ---------------------------------------------------
+    def _chain(self) -> Iterator[Any]:
+        self._started = time.perf_counter()
+        it: Iterator[Any] = self._plan.source.open()
+        if not self._segments:
+            return self._counted.iterate(it)
+        position = 0  # index into self._stats of the stage upstream of the next segment
+        for seg in self._segments:
+            if isinstance(seg, FusedRun):
+                it = seg.iterate(it)
+                position += len(seg.stats)
+            else:
+                nodes, stats = seg
+                interp = Interpreter(nodes, stats)
+                self._interps.append((interp, position))
+                it = _drive(interp, it, self._stats[position])
+                position += len(stats)
+        return it
+
+    def _achain(self) -> AsyncIterator[Any]:
+        self._started = time.perf_counter()
+        source = self._plan.source
+        it: AsyncIterator[Any] = (
+            source.open_async() if source.is_async else _cooperative(source.open())
+        )
+        if not self._segments:
+            return self._counted.aiterate(it)
+        position = 0
+        for seg in self._segments:
+            if isinstance(seg, FusedRun):
+                it = seg.aiterate(it)
+                position += len(seg.stats)
+            else:
+                nodes, stats = seg
+                interp = Interpreter(nodes, stats)
+                self._interps.append((interp, position))
+                it = _adrive(interp, it, self._stats[position])
+                position += len(stats)
+        return it
+
+    # -- Run interface ---------------------------------------------------------------------
+    def __iter__(self) -> Iterator[Any]:
+        if self._plan.is_async:
+            return self._iter_on_private_loop()
+        return self._iter_sync()
+
+    def _iter_sync(self) -> Iterator[Any]:
+        gen = self._gen = self._chain()
+        try:
+            yield from gen
+        except Exception as exc:
+            annotate(exc, self._plan.source_name)
+            raise
+        finally:
+            self.close()
+
+    def _iter_on_private_loop(self) -> Iterator[Any]:
+        """Iterate an async run from sync code, on an event loop of our own."""
+        from rxpipe.engines.base import ensure_no_running_loop
+
+        ensure_no_running_loop("iterating a flow with an async source", "the _async terminal")
+        loop = self._loop = asyncio.new_event_loop()
+        agen = self._agen = self._achain()
+        try:
+            while True:
+                try:
+                    item = loop.run_until_complete(anext(agen))
+                except StopAsyncIteration:
+                    return
+                except Exception as exc:
+                    annotate(exc, self._plan.source_name)
+                    raise
+                yield item
+        finally:
+            self.close()
+
+    async def __aiter__(self) -> AsyncIterator[Any]:
+        agen = self._agen = self._achain()
+        try:
+            async for item in agen:
+                yield item
+        except Exception as exc:
+            annotate(exc, self._plan.source_name)
+            raise
+        finally:
+            await self.aclose()
+
+    def collect(self) -> list[Any]:
+        segs = self._segments
+        if self._plan.is_async or len(segs) != 1 or not isinstance(segs[0], FusedRun):
+            return list(self)
+        out: list[Any] = []
+        self._started = time.perf_counter()
+        try:
+            segs[0].collect(self._plan.source.open(), out)
+        except Exception as exc:
+            annotate(exc, self._plan.source_name)
+            raise
+        finally:
+            self._finish()
+        return out
+
+    def close(self) -> None:
+        if self._report is not None:
+            return
+        try:
+            if self._gen is not None:
+                close = getattr(self._gen, "close", None)
+                if close is not None:
+                    close()
+            if self._agen is not None and self._loop is not None:
+                aclose = getattr(self._agen, "aclose", None)
+                if aclose is not None:
+                    self._loop.run_until_complete(aclose())
+        finally:
+            if self._loop is not None:
+                loop, self._loop = self._loop, None
+                try:
+                    loop.run_until_complete(loop.shutdown_asyncgens())
+                finally:
+                    loop.close()
+            self._finish()
+
+    async def aclose(self) -> None:
+        if self._report is not None:
+            return
+        try:
+            if self._agen is not None:
+                aclose = getattr(self._agen, "aclose", None)
+                if aclose is not None:
+                    await aclose()
+        finally:
+            self._finish()
+
+    def _finish(self) -> None:
+        """Turn the segments' counters into stats and freeze the Report."""
+        if self._report is not None:
+            return
+        stats = self._stats
+        # Walk backwards: each segment tells what it received, which its upstream emitted.
+        position = len(stats) - 1
+        for seg in reversed(self._segments):
+            if isinstance(seg, FusedRun):
+                received = seg.settle()
+                position -= len(seg.stats)
+                stats[position].emitted = received
+            else:
+                position -= len(seg[1])
+                stats[position].emitted = seg[1][0].received
+        if not self._segments:
+            stats[0].emitted = self._counted.n
+        delivered = stats[-1].emitted
+        elapsed = time.perf_counter() - self._started if self._started else 0.0
+        self._report = Report.build(
+            stats, delivered=delivered, engine=self._engine.name, elapsed_seconds=elapsed
+        )
+
+    def report(self) -> Report:
+        if self._report is None:
+            self._finish()
+        assert self._report is not None
+        return self._report

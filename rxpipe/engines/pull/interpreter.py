@@ -1,0 +1,280 @@
+"""The generic pull interpreter: runs any chain of stage logics on the caller's thread.
+
+Every port action becomes an event on one queue, processed in a loop, so a ``push`` never
+calls the next stage's ``on_push`` directly: the call stack stays flat however long the chain
+and however the stages ping-pong (rule 3.3). The interpreter does no I/O: a driver feeds it
+input items (:meth:`Interpreter.feed`) and asks for output (:meth:`Interpreter.demand`), which
+is how the same interpreter serves sync iteration, async iteration and publisher edges.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Sequence
+from typing import Any, Final, final
+
+from rxpipe.stages._base import StageLogic, StageStats
+from rxpipe.stages.errors import Node, annotate, create_logic
+
+__all__ = ("Interpreter",)
+
+_ON_PULL: Final = 0
+_ON_PUSH: Final = 1
+_ON_FINISH: Final = 2
+_ON_FAILURE: Final = 3
+_ON_CANCEL: Final = 4
+_PRE_START: Final = 5
+
+_EMPTY: Final = object()
+
+
+@final
+class _Ports:
+    """The ports of stage ``index``; the state of its inlet and outlet lives here."""
+
+    __slots__ = (
+        "_in_closed",
+        "_in_pulled",
+        "_item",
+        "_out_closed",
+        "_out_pulled",
+        "index",
+        "interp",
+        "logic",
+        "stats",
+    )
+
+    def __init__(self, interp: Interpreter, index: int, stats: StageStats) -> None:
+        self.interp = interp
+        self.index = index
+        self.stats = stats
+        self.logic: StageLogic[Any, Any]
+        self._item: Any = _EMPTY
+        self._in_pulled = False
+        self._in_closed = False
+        self._out_pulled = False
+        self._out_closed = False
+
+    def pull(self) -> None:
+        if self._in_closed or self._in_pulled:
+            return
+        self._in_pulled = True
+        self.interp._pulled(self.index)
+
+    def grab(self) -> Any:
+        item = self._item
+        if item is _EMPTY:
+            raise RuntimeError(f"stage {self.stats.name!r} grabbed with no item pushed")
+        self._item = _EMPTY
+        self.stats.received += 1
+        return item
+
+    def push(self, item: Any) -> None:
+        if not self._out_pulled:
+            raise RuntimeError(f"stage {self.stats.name!r} pushed without a pull from downstream")
+        self._out_pulled = False
+        self.stats.emitted += 1
+        self.interp._pushed(self.index, item)
+
+    def complete(self) -> None:
+        self.cancel()
+        if not self._out_closed:
+            self._out_closed = True
+            self._out_pulled = False
+            self.interp._completed(self.index)
+
+    def fail(self, error: BaseException) -> None:
+        self.cancel()
+        if not self._out_closed:
+            self._out_closed = True
+            self._out_pulled = False
+            self.interp._failed(self.index, error)
+
+    def cancel(self) -> None:
+        if not self._in_closed:
+            self._in_closed = True
+            self._in_pulled = False
+            self.interp._cancelled(self.index)
+
+    def can_push(self) -> bool:
+        return self._out_pulled
+
+    def has_pulled(self) -> bool:
+        return self._in_pulled
+
+    def is_upstream_closed(self) -> bool:
+        return self._in_closed
+
+
+@final
+class Interpreter:
+    """A linear chain of stage logics driven by explicit input and output demand.
+
+    Drivers call :meth:`start`, then :meth:`demand` when they want an item and
+    :meth:`feed`/:meth:`feed_end`/:meth:`feed_error` when the chain asked for input
+    (``input_wanted``). Output appears in ``output``; the end in ``finished``/``error``.
+    """
+
+    __slots__ = (
+        "_events",
+        "_ports",
+        "error",
+        "finished",
+        "input_closed",
+        "input_wanted",
+        "output",
+        "stats",
+    )
+
+    def __init__(self, nodes: Sequence[Node], stats: Sequence[StageStats]) -> None:
+        if not nodes:
+            raise ValueError("an interpreter needs at least one stage")
+        self._events: deque[tuple[int, int, Any]] = deque()
+        self.stats = stats
+        self._ports = [_Ports(self, i, st) for i, st in enumerate(stats)]
+        for node, ports in zip(nodes, self._ports, strict=True):
+            ports.logic = create_logic(node, ports)
+        self.output: deque[Any] = deque()
+        self.finished = False
+        self.error: BaseException | None = None
+        self.input_wanted = False
+        self.input_closed = False
+
+    # -- driver side -----------------------------------------------------------------------
+    def start(self) -> None:
+        """Run every stage's ``pre_start``."""
+        self._events.extend((_PRE_START, i, None) for i in range(len(self._ports)))
+        self._run()
+
+    def demand(self) -> None:
+        """Downstream of the chain wants one more item."""
+        last = self._ports[-1]
+        if last._out_closed or last._out_pulled:
+            return
+        last._out_pulled = True
+        self._events.append((_ON_PULL, last.index, None))
+        self._run()
+
+    def feed(self, item: Any) -> None:
+        """Deliver one input item (only after ``input_wanted`` became true)."""
+        first = self._ports[0]
+        self.input_wanted = False
+        if first._in_closed:
+            return
+        first._in_pulled = False
+        first._item = item
+        self._events.append((_ON_PUSH, 0, None))
+        self._run()
+
+    def feed_end(self) -> None:
+        """The input completed."""
+        self._close_input((_ON_FINISH, 0, None))
+
+    def feed_error(self, error: BaseException) -> None:
+        """The input failed."""
+        self._close_input((_ON_FAILURE, 0, error))
+
+    def cancel(self) -> None:
+        """Downstream of the chain is gone: every stage stops, and what they held is lost."""
+        last = self._ports[-1]
+        if not last._out_closed:
+            last._out_closed = True
+            last._out_pulled = False
+            self._events.append((_ON_CANCEL, last.index, None))
+            self._run()
+
+    def stop(self) -> None:
+        """End of run: count what stages still hold as lost, call every ``post_stop``."""
+        for ports in self._ports:
+            held = ports.logic.held_items()
+            if ports._item is not _EMPTY:
+                held += 1
+            ports.stats.lost += held
+            ports.logic.post_stop()
+
+    # -- port events -----------------------------------------------------------------------
+    def _close_input(self, event: tuple[int, int, Any]) -> None:
+        first = self._ports[0]
+        self.input_wanted = False
+        self.input_closed = True
+        if not first._in_closed:
+            first._in_closed = True
+            first._in_pulled = False
+            self._events.append(event)
+            self._run()
+
+    def _pulled(self, index: int) -> None:
+        if index == 0:
+            self.input_wanted = True
+            return
+        up = self._ports[index - 1]
+        up._out_pulled = True
+        self._events.append((_ON_PULL, index - 1, None))
+
+    def _pushed(self, index: int, item: Any) -> None:
+        if index == len(self._ports) - 1:
+            self.output.append(item)
+            return
+        down = self._ports[index + 1]
+        down._in_pulled = False
+        down._item = item
+        self._events.append((_ON_PUSH, index + 1, None))
+
+    def _completed(self, index: int) -> None:
+        if index == len(self._ports) - 1:
+            self.finished = True
+            return
+        down = self._ports[index + 1]
+        if not down._in_closed:
+            down._in_closed = True
+            down._in_pulled = False
+            self._events.append((_ON_FINISH, index + 1, None))
+
+    def _failed(self, index: int, error: BaseException) -> None:
+        if index == len(self._ports) - 1:
+            self.finished = True
+            if self.error is None:
+                self.error = error
+            return
+        down = self._ports[index + 1]
+        if not down._in_closed:
+            down._in_closed = True
+            down._in_pulled = False
+            self._events.append((_ON_FAILURE, index + 1, error))
+
+    def _cancelled(self, index: int) -> None:
+        if index == 0:
+            self.input_wanted = False
+            self.input_closed = True
+            return
+        up = self._ports[index - 1]
+        if not up._out_closed:
+            up._out_closed = True
+            up._out_pulled = False
+            self._events.append((_ON_CANCEL, index - 1, None))
+
+    def _run(self) -> None:
+        events = self._events
+        ports = self._ports
+        while events:
+            kind, index, arg = events.popleft()
+            logic = ports[index].logic
+            try:
+                if kind == _ON_PUSH:
+                    logic.on_push()
+                elif kind == _ON_PULL:
+                    logic.on_pull()
+                elif kind == _ON_FINISH:
+                    logic.on_upstream_finish()
+                elif kind == _ON_FAILURE:
+                    logic.on_upstream_failure(arg)
+                elif kind == _ON_CANCEL:
+                    logic.on_downstream_finish()
+                else:
+                    logic.pre_start()
+            except Exception as exc:
+                # errors="raise": the exception fails this stage; the failure travels down and
+                # the cancellation up, through the same event queue.
+                p = ports[index]
+                p.stats.errored += 1
+                p.fail(annotate(exc, p.stats.name))

@@ -1,0 +1,517 @@
+"""``Flow``: the fluent, immutable, engine-neutral description of a pipeline.
+
+Building a flow runs nothing; every method returns a new ``Flow``. Terminals (``to_list``,
+``run``, iteration, ...) hand the flow's plan to an engine, which runs it once. Each operator
+method carries the operator's whole documentation, with the four-line demand contract:
+*Emits when / Backpressures when / Completes when / Cancels when*.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Final, Generic, Literal, TypeVar, final, overload
+
+from rxpipe.engines.base import Engine, Plan, ensure_no_running_loop
+from rxpipe.stages._base import Stage
+from rxpipe.stages.errors import ErrorMode, Node, Result, check_errors
+from rxpipe.stages.simple import (
+    Chunk,
+    Filter,
+    FlatMap,
+    Map,
+    Scan,
+    Skip,
+    Take,
+    TakeWhile,
+    check_count,
+)
+from rxpipe.stages.sources import AsyncIterableSource, IterableSource, PublisherSource, Source
+
+if TYPE_CHECKING:
+    from rxpipe.engines.base import Run
+    from rxpipe.spec import Publisher, Subscriber
+    from rxpipe.telemetry.report import Report
+
+__all__ = ("EngineArg", "Flow")
+
+T = TypeVar("T")
+R = TypeVar("R")
+T_co = TypeVar("T_co", covariant=True)
+
+#: What every terminal's ``engine=`` accepts.
+EngineArg = Literal["pull", "push"] | Engine
+
+_MISSING: Final = object()
+
+
+def resolve_engine(engine: EngineArg) -> Engine:
+    """Turn ``"pull"``/``"push"`` into an engine with default settings."""
+    if isinstance(engine, Engine):
+        return engine
+    if engine == "pull":
+        from rxpipe.engines.pull.engine import PullEngine
+
+        return PullEngine()
+    if engine == "push":
+        import importlib
+
+        push: Any = importlib.import_module("rxpipe.engines.push.engine")
+        engine_: Engine = push.PushEngine()
+        return engine_
+    raise ValueError(f"engine must be 'pull', 'push' or an Engine instance, got {engine!r}")
+
+
+@final
+class Flow(Generic[T_co]):
+    """An immutable pipeline blueprint: a source and the stages after it.
+
+    Build one with a source constructor (``Flow.range(10)``), extend it with operators
+    (``.map(f)``), run it with a terminal (``.to_list()``). Running twice runs twice.
+    """
+
+    __slots__ = ("_nodes", "_source", "_source_name")
+
+    def __init__(self, source: Source[Any], source_name: str, nodes: tuple[Node, ...]) -> None:
+        self._source = source
+        self._source_name = source_name
+        self._nodes = nodes
+
+    def __repr__(self) -> str:
+        stages = "".join(f".{n.name}" for n in self._nodes)
+        return f"<Flow {self._source_name}{stages}>"
+
+    @property
+    def plan(self) -> Plan:
+        """The flow as engines see it."""
+        return Plan(self._source, self._source_name, self._nodes)
+
+    @property
+    def stage_names(self) -> tuple[str, ...]:
+        """Names of the source and of every stage, in order (they key the Report)."""
+        return (self._source_name, *(n.name for n in self._nodes))
+
+    # -- sources ---------------------------------------------------------------------------
+    @staticmethod
+    def of(*items: T) -> Flow[T]:
+        """A flow of the given items, in order."""
+        return Flow(IterableSource(items, "of"), "of", ())
+
+    @staticmethod
+    def from_iterable(iterable: Iterable[T]) -> Flow[T]:
+        """A flow of an iterable's items; a list or range runs anew each time, a generator once.
+
+        Raises:
+            TypeError: ``iterable`` is not iterable.
+        """
+        return Flow(IterableSource(iterable), "from_iterable", ())
+
+    @overload
+    @staticmethod
+    def range(stop: int, /) -> Flow[int]: ...
+    @overload
+    @staticmethod
+    def range(start: int, stop: int, step: int = 1, /) -> Flow[int]: ...
+    @staticmethod
+    def range(*args: int) -> Flow[int]:
+        """A flow of ``range(...)``'s integers (same arguments as the builtin).
+
+        Raises:
+            TypeError: an argument is not an int.
+            ValueError: ``step`` is zero.
+        """
+        if not 1 <= len(args) <= 3:
+            raise TypeError(f"range expected 1 to 3 arguments, got {len(args)}")
+        for a in args:
+            if isinstance(a, bool) or not isinstance(a, int):
+                raise TypeError(f"range() arguments must be ints, got {type(a).__name__} {a!r}")
+        return Flow(IterableSource(range(*args), "range"), "range", ())
+
+    @staticmethod
+    def from_async_iterable(aiterable: AsyncIterable[T]) -> Flow[T]:
+        """A flow of an async iterable's items; the flow then needs an event loop to run.
+
+        Raises:
+            TypeError: ``aiterable`` has no ``__aiter__``.
+        """
+        return Flow(AsyncIterableSource(aiterable), "from_async_iterable", ())
+
+    @staticmethod
+    def from_publisher(publisher: Publisher[T], *, prefetch: int = 256) -> Flow[T]:
+        """A flow of a Reactive Streams publisher's items, requested ``prefetch`` at a time.
+
+        Demand is replenished when 75% of the window was used. A publisher that signals more
+        than was requested fails the flow with ``MissingBackpressureError`` instead of being
+        buffered without bound.
+
+        Raises:
+            TypeError: ``publisher`` has no ``subscribe``.
+            ValueError: ``prefetch`` < 1.
+        """
+        check_count(prefetch, "from_publisher(prefetch=)", minimum=1)
+        return Flow(PublisherSource(publisher, prefetch), "from_publisher", ())
+
+    # -- operators -------------------------------------------------------------------------
+    def _add(
+        self,
+        stage: Stage[Any, Any],
+        name: str | None,
+        errors: ErrorMode = "raise",
+        restart: bool = False,
+    ) -> Flow[Any]:
+        check_errors(errors)
+        if not isinstance(restart, bool):
+            raise TypeError(f"restart must be a bool, got {restart!r}")
+        if restart and not stage.stateful:
+            raise ValueError(f"restart=True applies to stateful stages; {stage.operator} is not")
+        taken = set(self.stage_names)
+        if name is None:
+            name = stage.operator
+            k = 1
+            while name in taken:
+                k += 1
+                name = f"{stage.operator}#{k}"
+        elif not isinstance(name, str) or not name:
+            raise TypeError(f"name must be a non-empty str, got {name!r}")
+        elif name in taken:
+            raise ValueError(
+                f"a stage named {name!r} is already in this flow; names must be unique"
+            )
+        return Flow(
+            self._source, self._source_name, (*self._nodes, Node(name, stage, errors, restart))
+        )
+
+    @overload
+    def map(
+        self, f: Callable[[T_co], R], *, name: str | None = None, errors: Literal["result"]
+    ) -> Flow[Result[R]]: ...
+    @overload
+    def map(
+        self,
+        f: Callable[[T_co], R],
+        *,
+        name: str | None = None,
+        errors: Literal["raise", "skip"] | Callable[[BaseException, Any], None] = "raise",
+    ) -> Flow[R]: ...
+    def map(
+        self, f: Callable[[T_co], R], *, name: str | None = None, errors: ErrorMode = "raise"
+    ) -> Flow[Any]:
+        """Apply ``f`` to each item.
+
+        - Emits when: ``f`` returned for an item.
+        - Backpressures when: downstream backpressures.
+        - Completes when: upstream completes.
+        - Cancels when: downstream cancels.
+
+        Args:
+            f: the function; it runs on the engine's thread and must not block for long.
+            name: the stage's name (default ``"map"``, ``"map#2"``, ...).
+            errors: what an exception from ``f`` does: ``"raise"`` (fail the run),
+                ``"result"`` (emit :class:`rxpipe.Result` values), ``"skip"`` (drop the item
+                and count it) or a callback ``(exc, item) -> None``.
+
+        Raises:
+            TypeError: ``f`` is not callable.
+        """
+        return self._add(Map(f), name, errors)
+
+    @overload
+    def filter(
+        self,
+        pred: Callable[[T_co], object],
+        *,
+        name: str | None = None,
+        errors: Literal["result"],
+    ) -> Flow[Result[T_co]]: ...
+    @overload
+    def filter(
+        self,
+        pred: Callable[[T_co], object],
+        *,
+        name: str | None = None,
+        errors: Literal["raise", "skip"] | Callable[[BaseException, Any], None] = "raise",
+    ) -> Flow[T_co]: ...
+    def filter(
+        self,
+        pred: Callable[[T_co], object],
+        *,
+        name: str | None = None,
+        errors: ErrorMode = "raise",
+    ) -> Flow[Any]:
+        """Keep the items for which ``pred`` is true; the others are counted as filtered.
+
+        - Emits when: ``pred`` is true for an item.
+        - Backpressures when: downstream backpressures.
+        - Completes when: upstream completes.
+        - Cancels when: downstream cancels.
+
+        Raises:
+            TypeError: ``pred`` is not callable.
+        """
+        return self._add(Filter(pred), name, errors)
+
+    def flat_map(
+        self,
+        f: Callable[[T_co], Iterable[R]],
+        *,
+        name: str | None = None,
+        errors: ErrorMode = "raise",
+    ) -> Flow[R]:
+        """Replace each item with the items of the iterable ``f`` returns, in order.
+
+        The iterable is consumed lazily, one item per downstream request.
+
+        - Emits when: the current iterable has a next item.
+        - Backpressures when: downstream backpressures.
+        - Completes when: upstream completes and the last iterable is exhausted.
+        - Cancels when: downstream cancels.
+
+        Raises:
+            TypeError: ``f`` is not callable.
+        """
+        return self._add(FlatMap(f), name, errors)
+
+    def take(self, n: int, *, name: str | None = None) -> Flow[T_co]:
+        """The first ``n`` items, then cancel upstream and complete.
+
+        - Emits when: an item arrives and fewer than ``n`` were emitted.
+        - Backpressures when: downstream backpressures.
+        - Completes when: ``n`` items were emitted (at once for ``take(0)``), or upstream
+          completes.
+        - Cancels when: ``n`` items were emitted, or downstream cancels.
+
+        Raises:
+            TypeError: ``n`` is not an int.
+            ValueError: ``n`` < 0.
+        """
+        return self._add(Take(n), name)
+
+    def skip(self, n: int, *, name: str | None = None) -> Flow[T_co]:
+        """Drop the first ``n`` items (counted as filtered), then pass the rest.
+
+        - Emits when: an item arrives after the first ``n``.
+        - Backpressures when: downstream backpressures.
+        - Completes when: upstream completes.
+        - Cancels when: downstream cancels.
+
+        Raises:
+            TypeError: ``n`` is not an int.
+            ValueError: ``n`` < 0.
+        """
+        return self._add(Skip(n), name)
+
+    def take_while(
+        self,
+        pred: Callable[[T_co], object],
+        *,
+        name: str | None = None,
+        errors: ErrorMode = "raise",
+    ) -> Flow[T_co]:
+        """Pass items while ``pred`` is true; at the first false one, complete.
+
+        The first item that fails ``pred`` is not emitted (counted as filtered).
+
+        - Emits when: ``pred`` is true for an item.
+        - Backpressures when: downstream backpressures.
+        - Completes when: ``pred`` is false for an item, or upstream completes.
+        - Cancels when: ``pred`` is false for an item, or downstream cancels.
+
+        Raises:
+            TypeError: ``pred`` is not callable.
+        """
+        return self._add(TakeWhile(pred), name, errors)
+
+    def scan(
+        self,
+        f: Callable[[R, T_co], R],
+        initial: R,
+        *,
+        name: str | None = None,
+        errors: ErrorMode = "raise",
+        restart: bool = False,
+    ) -> Flow[R]:
+        """Emit ``initial``, then each running accumulation ``acc = f(acc, item)``.
+
+        Like ``itertools.accumulate(items, f, initial=initial)``, Reactor's and Akka's scan.
+
+        - Emits when: downstream first asks (``initial``), then for each item.
+        - Backpressures when: downstream backpressures.
+        - Completes when: upstream completes.
+        - Cancels when: downstream cancels.
+
+        Args:
+            restart: on an error from ``f``, drop the item and start again from ``initial``
+                (Akka's restart supervision) instead of failing.
+
+        Raises:
+            TypeError: ``f`` is not callable.
+        """
+        return self._add(Scan(f, initial), name, errors, restart)
+
+    def chunk(self, n: int, *, name: str | None = None) -> Flow[list[T_co]]:
+        """Group items into lists of ``n`` (the last list may be shorter).
+
+        - Emits when: ``n`` items were gathered, or upstream completes with some gathered.
+        - Backpressures when: downstream backpressures.
+        - Completes when: upstream completes and the last list was emitted.
+        - Cancels when: downstream cancels (a partial list is counted as lost).
+
+        Raises:
+            TypeError: ``n`` is not an int.
+            ValueError: ``n`` < 1.
+        """
+        return self._add(Chunk(n), name)
+
+    def via(
+        self,
+        stage: Stage[Any, R],
+        *,
+        name: str | None = None,
+        errors: ErrorMode = "raise",
+        restart: bool = False,
+    ) -> Flow[R]:
+        """Attach any :class:`rxpipe.stages.Stage`, such as one you wrote yourself.
+
+        The stage's logic decides when it emits, backpressures, completes and cancels.
+
+        Raises:
+            TypeError: ``stage`` is not a Stage.
+        """
+        if not isinstance(stage, Stage):
+            raise TypeError(f"via() needs a Stage, got {type(stage).__name__} {stage!r}")
+        return self._add(stage, name, errors, restart)
+
+    # -- terminals -------------------------------------------------------------------------
+    def _open(self, engine: EngineArg) -> Run[Any]:
+        return resolve_engine(engine).open(self.plan)
+
+    def _sync(self, what: str, engine: EngineArg) -> Run[Any]:
+        run = self._open(engine)
+        if self.plan.is_async:
+            ensure_no_running_loop(f"flow.{what}()", f"flow.{what}_async()")
+        return run
+
+    def __iter__(self) -> Iterator[T_co]:
+        """Iterate the items (pull engine); leaving the loop early cancels the run."""
+        return iter(self._sync("__iter__", "pull"))
+
+    def __aiter__(self) -> AsyncIterator[T_co]:
+        """Iterate the items with ``async for`` (pull engine)."""
+        return aiter(self._open("pull"))
+
+    def to_list(self, *, engine: EngineArg = "pull") -> list[T_co]:
+        """Run the flow and return every item, in order."""
+        return self._sync("to_list", engine).collect()
+
+    async def to_list_async(self, *, engine: EngineArg = "pull") -> list[T_co]:
+        """Async twin of :meth:`to_list`."""
+        return [item async for item in self._open(engine)]
+
+    def first(self, *, default: Any = _MISSING, engine: EngineArg = "pull") -> T_co:
+        """The first item, then cancel the run.
+
+        Raises:
+            ValueError: the flow is empty and no ``default`` was given.
+        """
+        run = self._sync("first", engine)
+        it = iter(run)
+        try:
+            for item in it:
+                return item  # type: ignore[no-any-return]
+        finally:
+            close = getattr(it, "close", None)
+            if close is not None:
+                close()
+            run.close()
+        if default is _MISSING:
+            raise ValueError("first() of an empty flow (pass default= to get a value instead)")
+        return default  # type: ignore[no-any-return]
+
+    async def first_async(self, *, default: Any = _MISSING, engine: EngineArg = "pull") -> T_co:
+        """Async twin of :meth:`first`."""
+        run = self._open(engine)
+        try:
+            async for item in run:
+                return item  # type: ignore[no-any-return]
+        finally:
+            await run.aclose()
+        if default is _MISSING:
+            raise ValueError("first() of an empty flow (pass default= to get a value instead)")
+        return default  # type: ignore[no-any-return]
+
+    def count(self, *, engine: EngineArg = "pull") -> int:
+        """Run the flow and return how many items it produced."""
+        n = 0
+        for _ in self._sync("count", engine):
+            n += 1
+        return n
+
+    async def count_async(self, *, engine: EngineArg = "pull") -> int:
+        """Async twin of :meth:`count`."""
+        n = 0
+        async for _ in self._open(engine):
+            n += 1
+        return n
+
+    def fold(self, f: Callable[[R, T_co], R], initial: R, *, engine: EngineArg = "pull") -> R:
+        """Run the flow and reduce its items with ``f``, starting from ``initial``."""
+        if not callable(f):
+            raise TypeError(f"fold(f, initial): f must be callable, got {f!r}")
+        acc = initial
+        for item in self._sync("fold", engine):
+            acc = f(acc, item)
+        return acc
+
+    async def fold_async(
+        self, f: Callable[[R, T_co], R], initial: R, *, engine: EngineArg = "pull"
+    ) -> R:
+        """Async twin of :meth:`fold`."""
+        if not callable(f):
+            raise TypeError(f"fold(f, initial): f must be callable, got {f!r}")
+        acc = initial
+        async for item in self._open(engine):
+            acc = f(acc, item)
+        return acc
+
+    def foreach(self, f: Callable[[T_co], object], *, engine: EngineArg = "pull") -> Report:
+        """Run the flow, calling ``f`` on each item; returns the run's Report."""
+        if not callable(f):
+            raise TypeError(f"foreach(f): f must be callable, got {f!r}")
+        run = self._sync("foreach", engine)
+        for item in run:
+            f(item)
+        return run.report()
+
+    async def foreach_async(
+        self, f: Callable[[T_co], object], *, engine: EngineArg = "pull"
+    ) -> Report:
+        """Async twin of :meth:`foreach`."""
+        if not callable(f):
+            raise TypeError(f"foreach(f): f must be callable, got {f!r}")
+        run = self._open(engine)
+        async for item in run:
+            f(item)
+        return run.report()
+
+    def run(self, *, engine: EngineArg = "pull") -> Report:
+        """Run the flow to completion, discarding items; returns the run's Report."""
+        run = self._sync("run", engine)
+        for _ in run:
+            pass
+        return run.report()
+
+    async def run_async(self, *, engine: EngineArg = "pull") -> Report:
+        """Async twin of :meth:`run`."""
+        run = self._open(engine)
+        async for _ in run:
+            pass
+        return run.report()
+
+    def to_publisher(self, *, engine: EngineArg = "pull") -> Publisher[T_co]:
+        """A cold, spec-compliant Publisher: each ``subscribe`` runs the flow anew."""
+        from rxpipe.engines.pull.publisher import FlowPublisher
+
+        return FlowPublisher(self.plan, resolve_engine(engine))
+
+    def subscribe(self, subscriber: Subscriber[T_co], *, engine: EngineArg = "pull") -> None:
+        """Shorthand for ``flow.to_publisher(engine=engine).subscribe(subscriber)``."""
+        self.to_publisher(engine=engine).subscribe(subscriber)

@@ -1,0 +1,30 @@
+"""The engine-neutral stage model, and the built-in stage blueprints.
+
+Write your own stage by subclassing :class:`LinearStage` (with a :class:`LinearLogic`) for the
+one-in, zero-or-more-out case, or :class:`Stage` (with a :class:`StageLogic`) for full control
+of the pull/push handshake. Stages never import an engine.
+"""
+
+from rxpipe.stages._base import LinearLogic, LinearStage, Ports, Stage, StageLogic, StageStats
+from rxpipe.stages.errors import ErrorMode, Node, Result
+from rxpipe.stages.simple import Chunk, Filter, FlatMap, Map, Scan, Skip, Take, TakeWhile
+
+__all__ = (
+    "Chunk",
+    "ErrorMode",
+    "Filter",
+    "FlatMap",
+    "LinearLogic",
+    "LinearStage",
+    "Map",
+    "Node",
+    "Ports",
+    "Result",
+    "Scan",
+    "Skip",
+    "Stage",
+    "StageLogic",
+    "StageStats",
+    "Take",
+    "TakeWhile",
+)

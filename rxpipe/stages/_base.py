@@ -1,0 +1,270 @@
+"""The engine-neutral stage model: blueprints, logic, and the ports an engine provides.
+
+A :class:`Stage` is an immutable blueprint. Each run asks it for a fresh :class:`StageLogic`,
+bound to a :class:`Ports` object that the engine implements. The logic reacts to callbacks
+(``on_push``, ``on_pull``, ...) and acts only through its ports (``pull()``, ``grab()``,
+``push(x)``, ...). That split, borrowed from Pekko's ``GraphStageLogic``, is what lets the
+same operator run on the demand-pull engine and on the push-channel engine.
+
+The protocol, for a stage with one input and one output:
+
+- downstream asks for one item: ``on_pull`` is called; the logic may ``push`` exactly one item
+  (now or later), or ``pull`` upstream to get material for it;
+- after the logic called ``pull``, upstream delivers one item: ``on_push`` is called and the
+  logic takes it with ``grab()``;
+- ``complete()`` ends the stage: downstream completes, upstream is cancelled;
+- ``fail(exc)`` ends the stage with an error: downstream fails, upstream is cancelled;
+- ``cancel()`` cancels upstream only (the stage can still finish what it holds).
+
+Callbacks are synchronous and never concurrent, so logic state needs no locks.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections import deque
+from collections.abc import Iterable
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
+
+__all__ = (
+    "LinearLogic",
+    "LinearStage",
+    "Ports",
+    "Stage",
+    "StageLogic",
+    "StageStats",
+)
+
+InT = TypeVar("InT")
+OutT = TypeVar("OutT")
+InT_co = TypeVar("InT_co", covariant=True)
+OutT_contra = TypeVar("OutT_contra", contravariant=True)
+
+
+class StageStats:
+    """Mutable per-run counters of one stage; the engine owns them, the Report copies them.
+
+    ``received``/``emitted`` are counted by the engine (grab/push); a logic counts what only it
+    knows: ``filtered`` (chose not to emit), ``dropped`` (overflow policies) and ``lost``
+    (items it held when the run was cancelled). ``errored`` is counted by the error surface.
+    """
+
+    __slots__ = (
+        "busy_seconds",
+        "dropped",
+        "emitted",
+        "errored",
+        "filtered",
+        "lost",
+        "name",
+        "received",
+    )
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.received = 0
+        self.emitted = 0
+        self.filtered = 0
+        self.errored = 0
+        self.dropped = 0
+        self.lost = 0
+        self.busy_seconds = 0.0
+
+    def __repr__(self) -> str:
+        return (
+            f"StageStats({self.name!r}, received={self.received}, emitted={self.emitted}, "
+            f"filtered={self.filtered}, errored={self.errored}, dropped={self.dropped}, "
+            f"lost={self.lost})"
+        )
+
+
+class Ports(Protocol[InT_co, OutT_contra]):
+    """What an engine offers a stage's logic: one inlet, one outlet, and the stage's counters."""
+
+    @property
+    def stats(self) -> StageStats:
+        """The stage's counters for this run."""
+        ...
+
+    def pull(self) -> None:
+        """Ask upstream for one item; ``on_push`` follows (or a finish/failure callback)."""
+        ...
+
+    def grab(self) -> InT_co:
+        """Take the item that ``on_push`` announced."""
+        ...
+
+    def push(self, item: OutT_contra) -> None:
+        """Send one item downstream; allowed once per ``on_pull``."""
+        ...
+
+    def complete(self) -> None:
+        """Finish the stage: complete downstream and cancel upstream."""
+        ...
+
+    def fail(self, error: BaseException) -> None:
+        """Fail the stage: fail downstream with ``error`` and cancel upstream."""
+        ...
+
+    def cancel(self) -> None:
+        """Cancel upstream only; the stage may still push what it holds."""
+        ...
+
+    def can_push(self) -> bool:
+        """Whether downstream has pulled and the stage has not pushed since."""
+        ...
+
+    def has_pulled(self) -> bool:
+        """Whether the stage pulled and upstream has not answered yet."""
+        ...
+
+    def is_upstream_closed(self) -> bool:
+        """Whether upstream finished, failed or was cancelled."""
+        ...
+
+
+class StageLogic(Generic[InT, OutT]):
+    """The run-time half of a stage: reacts to port events, acts through ``self.ports``.
+
+    Defaults follow Pekko: upstream finish completes the stage, upstream failure fails it,
+    downstream cancellation cancels upstream. Subclasses override ``on_push`` and ``on_pull``.
+    """
+
+    __slots__ = ("ports",)
+
+    def __init__(self, ports: Ports[InT, OutT]) -> None:
+        self.ports = ports
+
+    def pre_start(self) -> None:
+        """Called once before any other callback."""
+
+    def on_push(self) -> None:
+        """An item is ready on the inlet: take it with ``self.ports.grab()``."""
+        raise NotImplementedError(f"{type(self).__name__} does not handle on_push")
+
+    def on_pull(self) -> None:
+        """Downstream wants one item."""
+        raise NotImplementedError(f"{type(self).__name__} does not handle on_pull")
+
+    def on_upstream_finish(self) -> None:
+        """Upstream completed; by default the stage completes too."""
+        self.ports.complete()
+
+    def on_upstream_failure(self, error: BaseException) -> None:
+        """Upstream failed; by default the failure travels downstream."""
+        self.ports.fail(error)
+
+    def on_downstream_finish(self) -> None:
+        """Downstream cancelled; by default the stage stops and cancels upstream."""
+        self.ports.complete()
+
+    def post_stop(self) -> None:
+        """Called once after the stage stopped, whatever the reason; release resources here."""
+
+    def held_items(self) -> int:
+        """How many items this logic holds (lost if the run is cancelled now)."""
+        return 0
+
+
+class Stage(ABC, Generic[InT, OutT]):
+    """An immutable stage blueprint: it holds configuration, never run state.
+
+    Subclasses are frozen dataclasses. ``operator`` names the stage by default (``"map"``,
+    ``"map#2"`` for the second map of a flow). ``user_code`` marks stages that run user
+    functions, which accept an ``errors=`` surface; ``stateful`` ones accept ``restart=True``.
+    """
+
+    operator: ClassVar[str] = "stage"
+    user_code: ClassVar[bool] = False
+    stateful: ClassVar[bool] = False
+
+    @abstractmethod
+    def create_logic(self, ports: Ports[InT, OutT]) -> StageLogic[InT, OutT]:
+        """Make fresh logic for one run, bound to the engine's ports."""
+
+
+class LinearLogic(StageLogic[InT, OutT]):
+    """Logic for the common case: each item becomes zero or more outputs; a flush at the end.
+
+    Override :meth:`on_item` (return an iterable of outputs, or ``None`` for none) and,
+    if the stage buffers, :meth:`on_finish`. Call :meth:`finish` from ``on_item`` to end the
+    stream early (``take`` does): what was already returned is still emitted, then the stage
+    completes and upstream is cancelled. The pull/push handshake is handled here.
+    """
+
+    __slots__ = ("_finishing", "_pending", "_upstream_done")
+
+    def __init__(self, ports: Ports[InT, OutT]) -> None:
+        super().__init__(ports)
+        self._pending: deque[OutT] = deque()
+        self._finishing = False
+        self._upstream_done = False
+
+    def on_item(self, item: InT) -> Iterable[OutT] | None:
+        """Turn one input into outputs."""
+        raise NotImplementedError
+
+    def on_finish(self) -> Iterable[OutT] | None:
+        """Upstream ended: return what is left to flush (``chunk`` flushes its last list)."""
+        return None
+
+    def finish(self) -> None:
+        """End the stream after the outputs produced so far."""
+        if not self._finishing:
+            self._finishing = True
+            self.ports.cancel()
+
+    def held_items(self) -> int:
+        return len(self._pending)
+
+    def on_pull(self) -> None:
+        if self._pending:
+            self.ports.push(self._pending.popleft())
+            if not self._pending and (self._finishing or self._upstream_done):
+                self.ports.complete()
+        elif self._finishing or self._upstream_done:
+            self.ports.complete()
+        else:
+            self.ports.pull()
+
+    def on_push(self) -> None:
+        out = self.on_item(self.ports.grab())
+        if out is not None:
+            self._pending.extend(out)
+        if self._pending:
+            self.ports.push(self._pending.popleft())
+            if not self._pending and self._finishing:
+                self.ports.complete()
+        elif self._finishing:
+            self.ports.complete()
+        else:
+            self.ports.pull()
+
+    def on_upstream_finish(self) -> None:
+        if self._upstream_done or self._finishing:
+            return
+        self._upstream_done = True
+        rest = self.on_finish()
+        if rest is not None:
+            self._pending.extend(rest)
+        if not self._pending:
+            self.ports.complete()
+        elif self.ports.can_push():
+            self.ports.push(self._pending.popleft())
+            if not self._pending:
+                self.ports.complete()
+
+
+class LinearStage(Stage[InT, OutT]):
+    """A stage whose logic is a :class:`LinearLogic`; the base for users' own stages.
+
+    Subclass it as a frozen dataclass and return your ``LinearLogic`` from ``create_logic``.
+    See the user guide for a complete example.
+    """
+
+    operator: ClassVar[str] = "linear"
+
+
+def describe(stage: Stage[Any, Any]) -> str:
+    """A short human name for a stage blueprint (used in error messages)."""
+    return f"{type(stage).__name__}({stage.operator})"

@@ -1,0 +1,114 @@
+"""Sources: where a flow's items come from.
+
+A source blueprint opens a fresh iterator (or async iterator) per run, so a flow over a
+``range`` or a list runs again from the start each time. A flow over a one-shot iterator
+(a generator object) yields nothing the second time, as Python's iterators do.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar, Generic, TypeVar
+
+if TYPE_CHECKING:
+    from rxpipe.spec import Publisher
+
+__all__ = (
+    "AsyncIterableSource",
+    "IterableSource",
+    "PublisherSource",
+    "Source",
+)
+
+T = TypeVar("T")
+
+
+class Source(ABC, Generic[T]):
+    """A source blueprint: sync sources implement ``open``, async ones ``open_async``."""
+
+    operator: ClassVar[str] = "source"
+    #: True when the source can only be iterated with ``async for``.
+    is_async: ClassVar[bool] = False
+
+    def open(self) -> Iterator[T]:
+        """A fresh iterator over the items, for one run."""
+        raise TypeError(f"{self.operator} is an async source; use an _async terminal")
+
+    @abstractmethod
+    def open_async(self) -> AsyncIterator[T]:
+        """A fresh async iterator over the items, for one run."""
+
+
+async def _aiter_sync(it: Iterator[T]) -> AsyncIterator[T]:
+    for item in it:
+        yield item
+
+
+@dataclass(frozen=True, slots=True)
+class IterableSource(Source[T]):
+    """Items of an iterable (``Flow.of``, ``Flow.from_iterable``, ``Flow.range``)."""
+
+    iterable: Iterable[T]
+    label: str = "from_iterable"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.iterable, Iterable):
+            raise TypeError(
+                f"from_iterable() needs an iterable, got {type(self.iterable).__name__}"
+            )
+
+    @property
+    def name(self) -> str:
+        return self.label
+
+    def open(self) -> Iterator[T]:
+        return iter(self.iterable)
+
+    def open_async(self) -> AsyncIterator[T]:
+        return _aiter_sync(iter(self.iterable))
+
+
+@dataclass(frozen=True, slots=True)
+class AsyncIterableSource(Source[T]):
+    """Items of an async iterable (``Flow.from_async_iterable``)."""
+
+    aiterable: AsyncIterable[T]
+    is_async: ClassVar[bool] = True
+    label: str = "from_async_iterable"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.aiterable, AsyncIterable):
+            raise TypeError(
+                "from_async_iterable() needs an async iterable (with __aiter__), got "
+                f"{type(self.aiterable).__name__}"
+            )
+
+    def open_async(self) -> AsyncIterator[T]:
+        return aiter(self.aiterable)
+
+
+@dataclass(frozen=True, slots=True)
+class PublisherSource(Source[T]):
+    """Items of a Reactive Streams publisher (``Flow.from_publisher``), requested in batches."""
+
+    publisher: Publisher[T]
+    prefetch: int = 256
+    label: str = "from_publisher"
+
+    def __post_init__(self) -> None:
+        if not callable(getattr(self.publisher, "subscribe", None)):
+            raise TypeError(
+                f"from_publisher() needs a Publisher, got {type(self.publisher).__name__}"
+            )
+
+    def open(self) -> Iterator[T]:
+        from rxpipe.engines.pull.bridge import PublisherBridge
+
+        return PublisherBridge(self.publisher, self.prefetch, self.label).iterate()
+
+    def open_async(self) -> AsyncIterator[T]:
+        from rxpipe.engines.pull.bridge import PublisherBridge
+
+        return PublisherBridge(self.publisher, self.prefetch, self.label).aiterate()

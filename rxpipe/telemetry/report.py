@@ -1,0 +1,85 @@
+"""The frozen record of one run: per-stage counts and totals."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from rxpipe.stages._base import StageStats
+
+__all__ = ("Report", "StageReport")
+
+
+@dataclass(frozen=True, slots=True)
+class StageReport:
+    """What one stage did in one run.
+
+    ``filtered``: the stage chose not to emit (filter, skip, take_while). ``errored``: the
+    user function raised, whatever the error surface. ``dropped``: overflow policies and
+    rejected offers. ``lost``: items it held when the run was cancelled.
+    """
+
+    name: str
+    received: int = 0
+    emitted: int = 0
+    filtered: int = 0
+    errored: int = 0
+    dropped: int = 0
+    lost: int = 0
+    busy_seconds: float = 0.0
+    duration_quantiles: Mapping[str, float] | None = None
+
+    @classmethod
+    def from_stats(cls, stats: StageStats) -> StageReport:
+        """Freeze an engine's live counters."""
+        return cls(
+            name=stats.name,
+            received=stats.received,
+            emitted=stats.emitted,
+            filtered=stats.filtered,
+            errored=stats.errored,
+            dropped=stats.dropped,
+            lost=stats.lost,
+            busy_seconds=stats.busy_seconds,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """The outcome of one run: ``stages`` in pipeline order (the source first), and totals."""
+
+    stages: Mapping[str, StageReport]
+    delivered: int
+    engine: str
+    elapsed_seconds: float
+    bottleneck: str | None = None
+    suggested_buffers: Mapping[str, int] = field(default_factory=dict)
+
+    @property
+    def lost(self) -> int:
+        """Items in flight when the run was cancelled, over all stages."""
+        return sum(s.lost for s in self.stages.values())
+
+    @property
+    def dropped(self) -> int:
+        """Items dropped by overflow policies, over all stages."""
+        return sum(s.dropped for s in self.stages.values())
+
+    @classmethod
+    def build(
+        cls,
+        stats: Iterable[StageStats],
+        *,
+        delivered: int,
+        engine: str,
+        elapsed_seconds: float,
+    ) -> Report:
+        """Freeze the live counters of a finished run."""
+        stages = {s.name: StageReport.from_stats(s) for s in stats}
+        return cls(
+            stages=MappingProxyType(stages),
+            delivered=delivered,
+            engine=engine,
+            elapsed_seconds=elapsed_seconds,
+        )
