@@ -79,18 +79,17 @@ def _compile(kinds: tuple[str, ...], mode: str) -> Callable[..., Any]:
             emit(f"        if c{i} == 0: return")
     loop = "async for" if mode == "agen" else "for"
     emit(f"        {loop} x in src:")
-    depth = 3
-    takes: list[tuple[int, int]] = []  # (stage index, loop depth) of each take so far
+    depth = 3  # indentation of the current line
+    level = 0  # loop nesting: 0 is the loop over src, each flat_map adds one
+    takes: list[tuple[int, int]] = []  # (stage index, loop level) of each take so far
 
     def ind() -> str:
         return "    " * depth
 
-    def leave(at: int | None = None) -> list[str]:
+    def leave(at_level: int, pad: str) -> list[str]:
         # A take that reached zero ends the run once its item is fully processed: at the
         # exits of the loop level it sits at (not inside a later flat_map's inner loop).
-        d = depth if at is None else at
-        pad = "    " * d
-        return [f"{pad}if c{j} == 0: return" for j, td in takes if td == d]
+        return [f"{pad}if c{j} == 0: return" for j, tl in takes if tl == at_level]
 
     def guarded(stmt: str, i: int) -> None:
         emit(f"{ind()}try:")
@@ -107,7 +106,7 @@ def _compile(kinds: tuple[str, ...], mode: str) -> Callable[..., Any]:
             emit(f"{ind()}if not k:")
             depth += 1
             emit(f"{ind()}r{i} += 1")
-            lines.extend(leave())
+            lines.extend(leave(level, ind()))
             emit(f"{ind()}continue")
             depth -= 1
         elif kind == "take_while":
@@ -120,17 +119,18 @@ def _compile(kinds: tuple[str, ...], mode: str) -> Callable[..., Any]:
             depth += 1
             emit(f"{ind()}c{i} -= 1")
             emit(f"{ind()}r{i} += 1")
-            lines.extend(leave())
+            lines.extend(leave(level, ind()))
             emit(f"{ind()}continue")
             depth -= 1
         elif kind == "take":
             emit(f"{ind()}c{i} -= 1")
-            takes.append((i, depth))
+            takes.append((i, level))
         elif kind == "flat_map":
             emit(f"{ind()}n{i} += 1")
             guarded(f"it{i} = iter(c{i}(x))", i)
             emit(f"{ind()}while True:")
             depth += 1
+            level += 1
             emit(f"{ind()}try:")
             emit(f"{ind()}    x = next(it{i})")
             emit(f"{ind()}except StopIteration:")
@@ -145,8 +145,8 @@ def _compile(kinds: tuple[str, ...], mode: str) -> Callable[..., Any]:
     else:
         emit(f"{ind()}out += 1")
         emit(f"{ind()}yield x")
-    for d in range(depth, 2, -1):
-        lines.extend(leave(d))
+    for lv in range(level, -1, -1):
+        lines.extend(leave(lv, "    " * (3 + lv)))
     emit("    finally:")
     emit(f"        counts[:] = [{', '.join(cnt)}, out]")
     if mode == "agen":

@@ -1,0 +1,1 @@
+"""Engines: how a flow's stages are run (pull: demand; push: channels)."""

@@ -1,0 +1,82 @@
+"""Random chains of operators give exactly the plain-Python result, on every engine."""
+
+from __future__ import annotations
+
+import asyncio
+import operator
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from rxpipe import Flow
+from rxpipe.engines.base import Engine
+
+from .reference import apply
+
+MAPS = [lambda x: x * 2, lambda x: x - 3, lambda x: x // 2, lambda x: -x]
+PREDS = [lambda x: x % 2 == 0, lambda x: x > 0, lambda x: x % 3 != 0]
+FLATS = [lambda x: [x, x], lambda x: range(x % 3), lambda x: ()]
+
+int_ops = st.one_of(
+    st.tuples(st.just("map"), st.sampled_from(MAPS)),
+    st.tuples(st.just("filter"), st.sampled_from(PREDS)),
+    st.tuples(st.just("flat_map"), st.sampled_from(FLATS)),
+    st.tuples(st.just("take"), st.integers(0, 12)),
+    st.tuples(st.just("skip"), st.integers(0, 6)),
+    st.tuples(st.just("take_while"), st.integers(-5, 20).map(lambda k: lambda x: x < k)),
+    st.tuples(st.just("scan"), st.just((operator.add, 0))),
+)
+chains = st.tuples(
+    st.lists(st.integers(-20, 20), max_size=30),
+    st.lists(int_ops, max_size=6),
+    st.one_of(st.none(), st.integers(1, 4)),
+)
+
+
+def build(items: list[int], ops: list[tuple[str, Any]], chunk: int | None) -> Flow[Any]:
+    flow: Flow[Any] = Flow.from_iterable(items)
+    for op, arg in ops:
+        flow = flow.scan(arg[0], arg[1]) if op == "scan" else getattr(flow, op)(arg)
+    if chunk is not None:
+        flow = flow.chunk(chunk)
+    return flow
+
+
+def expected(items: list[int], ops: list[tuple[str, Any]], chunk: int | None) -> list[Any]:
+    return apply([*ops, *([("chunk", chunk)] if chunk else [])], items)
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(chains)
+def test_random_chain_matches_plain_python(engine: Engine, chain: Any) -> None:
+    items, ops, chunk = chain
+    flow = build(items, ops, chunk)
+    want = expected(items, ops, chunk)
+    assert flow.to_list(engine=engine) == want
+    assert list(flow) == want
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture], max_examples=25)
+@given(chains)
+def test_random_chain_async_matches_plain_python(engine: Engine, chain: Any) -> None:
+    items, ops, chunk = chain
+    flow = build(items, ops, chunk)
+    assert asyncio.run(flow.to_list_async(engine=engine)) == expected(items, ops, chunk)
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(chains)
+def test_report_accounts_for_every_source_item(engine: Engine, chain: Any) -> None:
+    """Source items == delivered + filtered + errored + dropped + lost, for 1-to-<=1 chains."""
+    items, ops, _ = chain
+    ops = [(op, arg) for op, arg in ops if op not in ("flat_map", "scan")]
+    report = build(items, ops, None).run(engine=engine)
+    stages = list(report.stages.values())
+    source, rest = stages[0], stages[1:]
+    assert report.delivered == len(expected(items, ops, None))
+    consumed = source.emitted
+    accounted = report.delivered + sum(s.filtered + s.errored + s.dropped + s.lost for s in rest)
+    assert consumed == accounted
+    for up, down in zip(stages, rest, strict=False):
+        assert up.emitted == down.received
