@@ -339,8 +339,9 @@ class Flow(Generic[T_co]):
         - Cancels when: downstream cancels.
 
         Args:
-            restart: on an error from ``f``, drop the item and start again from ``initial``
-                (Akka's restart supervision) instead of failing.
+            restart: on an error from ``f``, drop the item and start again with fresh state
+                (Akka's restart supervision) instead of failing: the fresh scan emits
+                ``initial`` again, then accumulates from it.
 
         Raises:
             TypeError: ``f`` is not callable.

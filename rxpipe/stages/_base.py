@@ -21,9 +21,10 @@ Callbacks are synchronous and never concurrent, so logic state needs no locks.
 
 from __future__ import annotations
 
+import itertools
+import operator
 from abc import ABC, abstractmethod
-from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 __all__ = (
@@ -39,6 +40,8 @@ InT = TypeVar("InT")
 OutT = TypeVar("OutT")
 InT_co = TypeVar("InT_co", covariant=True)
 OutT_contra = TypeVar("OutT_contra", contravariant=True)
+
+_NOTHING: Any = object()
 
 
 class StageStats:
@@ -187,16 +190,17 @@ class LinearLogic(StageLogic[InT, OutT]):
     """Logic for the common case: each item becomes zero or more outputs; a flush at the end.
 
     Override :meth:`on_item` (return an iterable of outputs, or ``None`` for none) and,
-    if the stage buffers, :meth:`on_finish`. Call :meth:`finish` from ``on_item`` to end the
-    stream early (``take`` does): what was already returned is still emitted, then the stage
-    completes and upstream is cancelled. The pull/push handshake is handled here.
+    if the stage buffers, :meth:`on_finish`. The returned iterable is consumed lazily, one
+    item per downstream pull, so it may be long or infinite. Call :meth:`finish` from
+    ``on_item`` to end the stream early: what was already returned is still emitted, then the
+    stage completes and upstream is cancelled. The pull/push handshake is handled here.
     """
 
     __slots__ = ("_finishing", "_pending", "_upstream_done")
 
     def __init__(self, ports: Ports[InT, OutT]) -> None:
         super().__init__(ports)
-        self._pending: deque[OutT] = deque()
+        self._pending: Iterator[OutT] | None = None
         self._finishing = False
         self._upstream_done = False
 
@@ -214,31 +218,35 @@ class LinearLogic(StageLogic[InT, OutT]):
             self._finishing = True
             self.ports.cancel()
 
-    def held_items(self) -> int:
-        return len(self._pending)
+    def emit_first(self, items: Iterable[OutT]) -> None:
+        """Queue outputs before any input (``scan`` emits its initial value this way)."""
+        self._pending = iter(items)
 
-    def on_pull(self) -> None:
-        if self._pending:
-            self.ports.push(self._pending.popleft())
-            if not self._pending and (self._finishing or self._upstream_done):
-                self.ports.complete()
-        elif self._finishing or self._upstream_done:
+    def held_items(self) -> int:
+        return operator.length_hint(self._pending) if self._pending is not None else 0
+
+    def _emit_or_continue(self) -> None:
+        """Push the next pending output, or complete, or pull for more input."""
+        pending = self._pending
+        if pending is not None:
+            item = next(pending, _NOTHING)
+            if item is not _NOTHING:
+                self.ports.push(item)  # type: ignore[arg-type]
+                return
+            self._pending = None
+        if self._finishing or self._upstream_done:
             self.ports.complete()
         else:
             self.ports.pull()
+
+    def on_pull(self) -> None:
+        self._emit_or_continue()
 
     def on_push(self) -> None:
         out = self.on_item(self.ports.grab())
         if out is not None:
-            self._pending.extend(out)
-        if self._pending:
-            self.ports.push(self._pending.popleft())
-            if not self._pending and self._finishing:
-                self.ports.complete()
-        elif self._finishing:
-            self.ports.complete()
-        else:
-            self.ports.pull()
+            self._pending = iter(out)
+        self._emit_or_continue()
 
     def on_upstream_finish(self) -> None:
         if self._upstream_done or self._finishing:
@@ -246,13 +254,11 @@ class LinearLogic(StageLogic[InT, OutT]):
         self._upstream_done = True
         rest = self.on_finish()
         if rest is not None:
-            self._pending.extend(rest)
-        if not self._pending:
+            self._pending = itertools.chain(self._pending or (), rest)
+        if self._pending is None:
             self.ports.complete()
         elif self.ports.can_push():
-            self.ports.push(self._pending.popleft())
-            if not self._pending:
-                self.ports.complete()
+            self._emit_or_continue()
 
 
 class LinearStage(Stage[InT, OutT]):

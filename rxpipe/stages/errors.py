@@ -191,9 +191,10 @@ class _Supervisor(StageLogic[Any, Any]):
                 return
         elif callable(mode):
             mode(exc, item)
-        # The failed call produced nothing: keep the stream moving if downstream is waiting.
+        # The failed call produced nothing: if downstream is still waiting, let the (possibly
+        # fresh) logic answer that pull; it pulls upstream or emits what it holds.
         if self.ports.can_push() and not self.ports.has_pulled():
             if self.ports.is_upstream_closed():
                 self.ports.complete()
             else:
-                self.ports.pull()
+                self._guard(self._inner.on_pull)

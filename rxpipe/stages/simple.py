@@ -267,7 +267,7 @@ class _ScanLogic(LinearLogic[T, R]):
         super().__init__(ports)
         self.fn = fn
         self.acc = initial
-        self._pending.append(initial)  # scan emits `initial` first, even for an empty stream
+        self.emit_first((initial,))  # scan emits `initial` first, even for an empty stream
 
     def on_item(self, item: T) -> Iterable[R]:
         self.acc = self.fn(self.acc, item)
@@ -314,4 +314,4 @@ class _ChunkLogic(LinearLogic[T, list[T]]):
         return None
 
     def held_items(self) -> int:
-        return len(self.buf) + sum(len(c) for c in self._pending)
+        return len(self.buf) + sum(len(c) for c in self._pending or ())

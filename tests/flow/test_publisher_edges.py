@@ -1,0 +1,216 @@
+"""to_publisher() and from_publisher(): the pull engine's Reactive Streams edges."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+import pytest
+
+from rxpipe import Flow, MissingBackpressureError, Subscription
+from rxpipe.engines.base import Engine
+
+
+class OneByOne:
+    """Requests one item at a time, from inside on_next (rule 3.3's worst case)."""
+
+    def __init__(self) -> None:
+        self.items: list[Any] = []
+        self.done = False
+        self.error: BaseException | None = None
+        self.sub: Subscription | None = None
+
+    def on_subscribe(self, subscription: Subscription) -> None:
+        self.sub = subscription
+        subscription.request(1)
+
+    def on_next(self, item: Any) -> None:
+        self.items.append(item)
+        assert self.sub is not None
+        self.sub.request(1)
+
+    def on_error(self, error: BaseException) -> None:
+        self.error = error
+
+    def on_complete(self) -> None:
+        self.done = True
+
+
+def test_million_items_requested_one_by_one_from_on_next(engine: Engine) -> None:
+    n = 10**6 if "fuse=True" in repr(engine) else 10**5
+    sub = OneByOne()
+    Flow.range(n).map(lambda x: x).subscribe(sub, engine=engine)
+    assert sub.done
+    assert len(sub.items) == n
+    assert sub.items[-1] == n - 1
+
+
+def test_publisher_of_none_elements_and_empty_flow(engine: Engine) -> None:
+    sub = OneByOne()
+    Flow.of(None, None).subscribe(sub, engine=engine)
+    assert sub.items == [None, None]
+    assert sub.done
+    empty = OneByOne()
+    Flow.of().map(str).subscribe(empty, engine=engine)
+    assert empty.items == []
+    assert empty.done
+
+
+def test_publisher_of_failing_flow_signals_on_error(engine: Engine) -> None:
+    sub = OneByOne()
+    Flow.range(5).map(lambda x: 1 // (x - 2)).subscribe(sub, engine=engine)
+    assert sub.items == [-1, -1]
+    assert isinstance(sub.error, ZeroDivisionError)
+    assert not sub.done
+
+
+def test_subscriber_raising_in_on_next_cancels_and_is_logged(
+    engine: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    pulled: list[int] = []
+
+    def src():  # type: ignore[no-untyped-def]
+        for i in range(100):
+            pulled.append(i)
+            yield i
+
+    class Raiser(OneByOne):
+        def on_next(self, item: Any) -> None:
+            if item == 2:
+                raise RuntimeError("subscriber bug")
+            super().on_next(item)
+
+    sub = Raiser()
+    with caplog.at_level(logging.ERROR, logger="rxpipe"):
+        Flow.from_iterable(src()).subscribe(sub, engine=engine)
+    assert sub.items == [0, 1]
+    assert pulled == [0, 1, 2]
+    assert any("subscriber bug" in (r.exc_text or "") for r in caplog.records)
+
+
+class Greedy:
+    """A publisher that ignores demand: it pushes everything at once."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.requests: list[int] = []
+        self.cancelled = threading.Event()
+
+    def subscribe(self, subscriber: Any) -> None:
+        outer = self
+
+        class S:
+            def request(self, n: int) -> None:
+                outer.requests.append(n)
+
+            def cancel(self) -> None:
+                outer.cancelled.set()
+
+        subscriber.on_subscribe(S())
+        for i in range(self.n):
+            subscriber.on_next(i)
+        subscriber.on_complete()
+
+
+def test_from_publisher_reports_a_publisher_that_ignores_demand() -> None:
+    greedy = Greedy(100)
+    with pytest.raises(MissingBackpressureError, match="beyond the requested demand"):
+        Flow.from_publisher(greedy, prefetch=8).to_list()
+    assert greedy.cancelled.is_set()
+    assert greedy.requests == [8]
+
+
+def test_from_publisher_requests_in_batches(engine: Engine) -> None:
+    requests: list[int] = []
+
+    class Recording:
+        def __init__(self) -> None:
+            self.pub = Flow.range(100).to_publisher()
+
+        def subscribe(self, subscriber: Any) -> None:
+            class Spy:
+                def on_subscribe(self, s: Subscription) -> None:
+                    class Wrapped:
+                        def request(self, n: int) -> None:
+                            requests.append(n)
+                            s.request(n)
+
+                        def cancel(self) -> None:
+                            s.cancel()
+
+                    subscriber.on_subscribe(Wrapped())
+
+                def on_next(self, item: Any) -> None:
+                    subscriber.on_next(item)
+
+                def on_error(self, e: BaseException) -> None:
+                    subscriber.on_error(e)
+
+                def on_complete(self) -> None:
+                    subscriber.on_complete()
+
+            self.pub.subscribe(Spy())
+
+    out = Flow.from_publisher(Recording(), prefetch=16).map(lambda x: x).to_list(engine=engine)
+    assert out == list(range(100))
+    assert requests[0] == 16
+    assert all(n == 12 for n in requests[1:])  # topped up after 75% of the window
+    assert sum(requests) - 100 <= 16  # never more outstanding than the window
+
+
+def test_from_publisher_on_another_thread() -> None:
+    """A publisher that signals from its own thread: the sync terminal waits for it."""
+
+    class Threaded:
+        def subscribe(self, subscriber: Any) -> None:
+            demand = threading.Semaphore(0)
+            stop = threading.Event()
+
+            class S:
+                def request(self, n: int) -> None:
+                    for _ in range(n):
+                        demand.release()
+
+                def cancel(self) -> None:
+                    stop.set()
+
+            def produce() -> None:
+                for i in range(50):
+                    while not demand.acquire(timeout=0.05):
+                        if stop.is_set():
+                            return
+                    subscriber.on_next(i)
+                subscriber.on_complete()
+
+            subscriber.on_subscribe(S())
+            self.thread = threading.Thread(target=produce)
+            self.thread.start()
+
+    pub = Threaded()
+    assert Flow.from_publisher(pub, prefetch=4).to_list() == list(range(50))
+    pub.thread.join(5)
+    assert not pub.thread.is_alive()
+
+
+def test_resubscribing_the_same_subscriber_is_refused() -> None:
+    pub = Flow.range(3).to_publisher()
+    sub = OneByOne()
+    pub.subscribe(sub)
+    assert sub.done
+    again = OneByOne()
+    again.done = False
+    pub.subscribe(sub)  # same instance again
+    assert isinstance(sub.error, ValueError)
+    assert "2.12" in str(sub.error)
+
+
+def test_request_zero_signals_value_error_naming_rule_3_9() -> None:
+    class Zero(OneByOne):
+        def on_subscribe(self, subscription: Subscription) -> None:
+            subscription.request(0)
+
+    sub = Zero()
+    Flow.range(3).subscribe(sub)
+    assert isinstance(sub.error, ValueError)
+    assert "3.9" in str(sub.error)

@@ -1,0 +1,137 @@
+"""Terminals, their async twins, iteration, and running inside an event loop."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from rxpipe import Flow, Report
+from rxpipe.engines.base import Engine
+
+flow = Flow.range(1, 6).map(lambda x: x * 2)  # 2 4 6 8 10
+
+
+def test_sync_terminals(engine: Engine) -> None:
+    assert flow.to_list(engine=engine) == [2, 4, 6, 8, 10]
+    assert flow.first(engine=engine) == 2
+    assert flow.count(engine=engine) == 5
+    assert flow.fold(lambda a, x: a + x, 0, engine=engine) == 30
+    seen: list[int] = []
+    report = flow.foreach(seen.append, engine=engine)
+    assert seen == [2, 4, 6, 8, 10]
+    assert isinstance(report, Report)
+    assert report.delivered == 5
+    run_report = flow.run(engine=engine)
+    assert run_report.delivered == 5
+    assert list(run_report.stages) == ["range", "map"]
+    assert run_report.engine == "pull"
+
+
+def test_async_twins(engine: Engine) -> None:
+    async def main() -> None:
+        assert await flow.to_list_async(engine=engine) == [2, 4, 6, 8, 10]
+        assert await flow.first_async(engine=engine) == 2
+        assert await flow.count_async(engine=engine) == 5
+        assert await flow.fold_async(lambda a, x: a + x, 0, engine=engine) == 30
+        seen: list[int] = []
+        report = await flow.foreach_async(seen.append, engine=engine)
+        assert seen == [2, 4, 6, 8, 10]
+        assert report.delivered == 5
+        assert (await flow.run_async(engine=engine)).delivered == 5
+        assert [x async for x in flow] == [2, 4, 6, 8, 10]
+
+    asyncio.run(main())
+
+
+def test_first_of_empty_flow() -> None:
+    with pytest.raises(ValueError, match="empty flow"):
+        Flow.of().first()
+    assert Flow.of().first(default=None) is None
+    assert asyncio.run(Flow.of().first_async(default=7)) == 7
+
+
+def test_first_cancels_the_run() -> None:
+    pulled: list[int] = []
+
+    def src():  # type: ignore[no-untyped-def]
+        for i in range(100):
+            pulled.append(i)
+            yield i
+
+    assert Flow.from_iterable(src()).map(lambda x: x + 1).first() == 1
+    assert pulled == [0]
+
+
+def test_iteration_and_early_break() -> None:
+    out = []
+    for x in Flow.range(100).map(lambda x: x * x):
+        if x > 10:
+            break
+        out.append(x)
+    assert out == [0, 1, 4, 9]
+
+
+async def agen(n: int) -> AsyncIterator[int]:
+    for i in range(n):
+        await asyncio.sleep(0)
+        yield i
+
+
+def test_async_source_runs_from_sync_terminals_on_a_private_loop(engine: Engine) -> None:
+    f = Flow.from_async_iterable(agen(5)).map(lambda x: x + 1)
+    assert f.to_list(engine=engine) == [1, 2, 3, 4, 5]
+
+
+def test_async_source_in_async_terminal(engine: Engine) -> None:
+    f = Flow.from_async_iterable(agen(4)).filter(lambda x: x % 2 == 1)
+    assert asyncio.run(f.to_list_async(engine=engine)) == [1, 3]
+
+
+def test_sync_terminal_inside_running_loop_points_at_async_twin() -> None:
+    f = Flow.from_async_iterable(agen(3))
+
+    async def main() -> None:
+        with pytest.raises(RuntimeError, match=r"await flow\.to_list_async\(\)"):
+            f.to_list()
+        with pytest.raises(RuntimeError, match=r"run_async"):
+            f.run()
+
+    asyncio.run(main())
+
+
+def test_sync_only_flow_works_inside_a_running_loop() -> None:
+    async def main() -> list[int]:
+        return Flow.range(3).to_list()  # no loop needed: runs in the caller's thread
+
+    assert asyncio.run(main()) == [0, 1, 2]
+
+
+def test_async_run_yields_to_other_tasks() -> None:
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    async def main() -> None:
+        t = asyncio.create_task(ticker())
+        await Flow.range(10_000).map(lambda x: x).count_async()
+        t.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await t
+
+    asyncio.run(main())
+    assert ticks > 10
+
+
+def test_run_leaves_no_thread_behind() -> None:
+    import threading
+
+    before = set(threading.enumerate())
+    Flow.from_async_iterable(agen(3)).to_list()
+    Flow.range(100).chunk(7).run()
+    assert set(threading.enumerate()) == before
