@@ -104,7 +104,7 @@ def test_take_while_stops_at_first_false_and_cancels(engine: Engine) -> None:
 
 
 def test_scan_emits_initial_first(engine: Engine) -> None:
-    flow = Flow.of(1, 2, 3).scan(lambda acc, x: acc + [x], [])
+    flow = Flow.of(1, 2, 3).scan(lambda acc, x: [*acc, x], [])
     assert flow.to_list(engine=engine) == [[], [1], [1, 2], [1, 2, 3]]
 
 
