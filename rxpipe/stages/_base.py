@@ -231,7 +231,7 @@ class LinearLogic(StageLogic[InT, OutT]):
         if pending is not None:
             item = next(pending, _NOTHING)
             if item is not _NOTHING:
-                self.ports.push(item)  # type: ignore[arg-type]
+                self.ports.push(item)
                 return
             self._pending = None
         if self._finishing or self._upstream_done:
