@@ -90,3 +90,28 @@ def ensure_no_running_loop(what: str, twin: str) -> None:
         f"{what} cannot run inside a running event loop (it would block the loop); "
         f"use `await {twin}` instead"
     )
+
+
+def iterate_on_private_loop(items: AsyncIterator[T]) -> Iterator[T]:
+    """Iterate an async iterator from sync code, on an event loop of its own.
+
+    The loop lives and dies with the generator, in the thread that iterates it, so nothing
+    outlives the run. Inside a running loop it refuses (see :func:`ensure_no_running_loop`).
+    """
+    ensure_no_running_loop("iterating a flow with an async part", "the _async terminal")
+    loop = asyncio.new_event_loop()
+    try:
+        while True:
+            try:
+                item = loop.run_until_complete(anext(items))
+            except StopAsyncIteration:
+                return
+            yield item
+    finally:
+        try:
+            aclose = getattr(items, "aclose", None)
+            if aclose is not None:
+                loop.run_until_complete(aclose())
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        finally:
+            loop.close()

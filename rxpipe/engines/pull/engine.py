@@ -16,7 +16,7 @@ import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any, Final, final
 
-from rxpipe.engines.base import Engine, Plan, Run
+from rxpipe.engines.base import Engine, Plan, Run, iterate_on_private_loop
 from rxpipe.engines.pull.fused import FusedRun, is_fusible
 from rxpipe.engines.pull.interpreter import Interpreter
 from rxpipe.stages._base import StageStats
@@ -203,7 +203,6 @@ class PullRun(Run[Any]):
         "_engine",
         "_gen",
         "_interps",
-        "_loop",
         "_plan",
         "_report",
         "_segments",
@@ -220,7 +219,6 @@ class PullRun(Run[Any]):
         self._counted = _Counted()
         self._gen: Iterator[Any] | None = None
         self._agen: AsyncIterator[Any] | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._report: Report | None = None
         self._started = 0.0
 
@@ -267,36 +265,17 @@ class PullRun(Run[Any]):
     # -- Run interface ---------------------------------------------------------------------
     def __iter__(self) -> Iterator[Any]:
         if self._plan.is_async:
-            return self._iter_on_private_loop()
-        return self._iter_sync()
+            self._gen = iterate_on_private_loop(self._achain())
+        else:
+            self._gen = self._chain()
+        return self._iter_sync(self._gen)
 
-    def _iter_sync(self) -> Iterator[Any]:
-        gen = self._gen = self._chain()
+    def _iter_sync(self, gen: Iterator[Any]) -> Iterator[Any]:
         try:
             yield from gen
         except Exception as exc:
             annotate(exc, self._plan.source_name)
             raise
-        finally:
-            self.close()
-
-    def _iter_on_private_loop(self) -> Iterator[Any]:
-        """Iterate an async run from sync code, on an event loop of our own."""
-        from rxpipe.engines.base import ensure_no_running_loop
-
-        ensure_no_running_loop("iterating a flow with an async source", "the _async terminal")
-        loop = self._loop = asyncio.new_event_loop()
-        agen = self._agen = self._achain()
-        try:
-            while True:
-                try:
-                    item = loop.run_until_complete(anext(agen))
-                except StopAsyncIteration:
-                    return
-                except Exception as exc:
-                    annotate(exc, self._plan.source_name)
-                    raise
-                yield item
         finally:
             self.close()
 
@@ -330,21 +309,10 @@ class PullRun(Run[Any]):
         if self._report is not None:
             return
         try:
-            if self._gen is not None:
-                close = getattr(self._gen, "close", None)
-                if close is not None:
-                    close()
-            if self._agen is not None and self._loop is not None:
-                aclose = getattr(self._agen, "aclose", None)
-                if aclose is not None:
-                    self._loop.run_until_complete(aclose())
+            close = getattr(self._gen, "close", None)
+            if close is not None:
+                close()
         finally:
-            if self._loop is not None:
-                loop, self._loop = self._loop, None
-                try:
-                    loop.run_until_complete(loop.shutdown_asyncgens())
-                finally:
-                    loop.close()
             self._finish()
 
     async def aclose(self) -> None:
