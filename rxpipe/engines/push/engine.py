@@ -21,11 +21,12 @@ from collections.abc import AsyncIterator, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Final, Literal, final
 
+from rxpipe.engines.push.thread_channel import ThreadChannel
+
 from rxpipe.engines.base import (
     Engine,
     Plan,
     Run,
-    ensure_no_running_loop,
     iterate_on_private_loop,
 )
 from rxpipe.engines.push._channel_common import EndOfChannel, check_buffer
@@ -37,7 +38,6 @@ from rxpipe.engines.push.runners import (
     run_stage_async,
     run_stage_threads,
 )
-from rxpipe.engines.push.thread_channel import ThreadChannel
 from rxpipe.stages._base import StageStats
 from rxpipe.stages.errors import create_logic
 from rxpipe.telemetry.report import Report
@@ -117,13 +117,13 @@ class PushRun(Run[Any]):
         "_channels",
         "_closed",
         "_engine",
-        "_sync_iter",
         "_plan",
-        "_ports",
         "_pool",
+        "_ports",
         "_report",
         "_started",
         "_stats",
+        "_sync_iter",
         "_tasks",
         "_threads",
         "delivered",
