@@ -9,6 +9,8 @@ import pytest
 from rxpipe import Flow, Result
 from rxpipe.engines.base import Engine
 
+from .conftest import assert_pulled
+
 
 def flaky(x: int) -> int:
     if x % 4 == 3:
@@ -93,4 +95,4 @@ def test_raise_stops_every_stage_and_upstream(engine: Engine) -> None:
     flow = Flow.from_iterable(src()).map(flaky).chunk(3)
     with pytest.raises(ValueError, match="bad 3"):
         flow.to_list(engine=engine)
-    assert pulled == [0, 1, 2, 3]
+    assert_pulled(engine, flow, len(pulled), 4)
