@@ -1,0 +1,67 @@
+"""The workload registry: one module per workload, found by name.
+
+To add a workload, add one module here (``comparisons/workloads/<name>.py``) that defines
+
+    WORKLOAD = Workload(name="<name>", title="...", run=run)
+
+where ``run(quick: bool) -> str`` measures (with :func:`comparisons.harness.measure`) and
+returns the workload's Markdown section: a ``##`` heading, a caption, the contender table
+and, if it has any, its target table (:mod:`comparisons.report` renders both). Nothing else
+changes: ``python -m comparisons`` runs every module of this package whose name does not start
+with ``_``, in name order, and writes ``docs/results/<name>.md``, which the docs include.
+Keep the sizes and the number of rounds of ``quick=True`` small: the whole quick run must stay
+under about a minute. Expose a sized entry point (``measure(n, rounds=...)``) so a test can run
+the workload on a tiny size.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import final
+
+__all__ = ("Workload", "load", "load_all", "names")
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class Workload:
+    """A registered benchmark.
+
+    Args:
+        name: the module's name; the table is written to ``<out>/<name>.md``.
+        title: one line, for ``--list``.
+        run: ``run(quick)`` measures and returns the Markdown section.
+    """
+
+    name: str
+    title: str
+    run: Callable[[bool], str]
+
+
+def names() -> list[str]:
+    """Every workload module's name, sorted."""
+    return sorted(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_"))
+
+
+def load(name: str) -> Workload:
+    """Import ``comparisons.workloads.<name>`` and return its ``WORKLOAD``.
+
+    Raises:
+        KeyError: there is no such workload.
+        TypeError: the module defines no ``WORKLOAD`` of the right type or name.
+    """
+    if name not in names():
+        raise KeyError(f"no workload {name!r}; known: {', '.join(names())}")
+    module = importlib.import_module(f"{__name__}.{name}")
+    workload = getattr(module, "WORKLOAD", None)
+    if not isinstance(workload, Workload) or workload.name != name:
+        raise TypeError(f"{module.__name__} must define WORKLOAD = Workload(name={name!r}, ...)")
+    return workload
+
+
+def load_all() -> list[Workload]:
+    """Every registered workload, in name order."""
+    return [load(name) for name in names()]
