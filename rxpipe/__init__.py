@@ -7,6 +7,7 @@ push-channel engine, so the two backpressure models can be compared on identical
 from __future__ import annotations
 
 from rxpipe.engines.pull.engine import PullEngine
+from rxpipe.engines.push.engine import PushEngine
 from rxpipe.errors import MissingBackpressureError, PipelineCancelledError, RxpipeError
 from rxpipe.flow import Flow
 from rxpipe.spec import MAX_DEMAND, Processor, Publisher, Subscriber, Subscription

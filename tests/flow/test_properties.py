@@ -76,7 +76,9 @@ def test_report_accounts_for_every_source_item(engine: Engine, chain: Any) -> No
     source, rest = stages[0], stages[1:]
     assert report.delivered == len(expected(items, ops, None))
     consumed = source.emitted
-    accounted = report.delivered + sum(s.filtered + s.errored + s.dropped + s.lost for s in rest)
+    accounted = report.delivered + sum(s.filtered + s.errored + s.dropped + s.lost for s in stages)
     assert consumed == accounted
-    for up, down in zip(stages, rest, strict=False):
-        assert up.emitted == down.received
+    if getattr(engine, "in_flight_bound", None) is None:
+        # demand-pull moves items one by one: nothing is ever in flight between two stages
+        for up, down in zip(stages, rest, strict=False):
+            assert up.emitted == down.received

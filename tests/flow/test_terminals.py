@@ -26,7 +26,7 @@ def test_sync_terminals(engine: Engine) -> None:
     run_report = flow.run(engine=engine)
     assert run_report.delivered == 5
     assert list(run_report.stages) == ["range", "map"]
-    assert run_report.engine == "pull"
+    assert run_report.engine == engine.name
 
 
 def test_async_twins(engine: Engine) -> None:

@@ -203,7 +203,9 @@ class PushRun(Run[Any]):
         if self._closed:
             return
         self._closed = True
-        self._channels[-1].close_receiving()
+        # Closing every channel from the receiving side counts what they held as discarded
+        # (lost) and breaks blocked senders; then the stragglers are cancelled.
+        self._signal_stop()
         for task in self._tasks:
             if not task.done():
                 task.cancel()
