@@ -27,6 +27,7 @@ __all__ = (
     "Processor",
     "Publisher",
     "PullEngine",
+    "PushEngine",
     "Report",
     "Result",
     "RxpipeError",
