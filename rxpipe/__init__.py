@@ -12,6 +12,7 @@ from rxpipe.errors import MissingBackpressureError, PipelineCancelledError, Rxpi
 from rxpipe.flow import Flow
 from rxpipe.spec import MAX_DEMAND, Processor, Publisher, Subscriber, Subscription
 from rxpipe.stages import LinearLogic, LinearStage, Stage, StageLogic
+from rxpipe.stages.buffering import Overflow
 from rxpipe.stages.errors import Result
 from rxpipe.telemetry.report import Report, StageReport
 
@@ -23,6 +24,7 @@ __all__ = (
     "LinearLogic",
     "LinearStage",
     "MissingBackpressureError",
+    "Overflow",
     "PipelineCancelledError",
     "Processor",
     "Publisher",

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Final, Generic, Literal, TypeVar, final, 
 
 from rxpipe.engines.base import Engine, Plan, ensure_no_running_loop
 from rxpipe.stages._base import Stage
+from rxpipe.stages.buffering import Buffer, Overflow
 from rxpipe.stages.errors import ErrorMode, Node, Result, check_errors
 from rxpipe.stages.simple import (
     Chunk,
@@ -361,6 +362,32 @@ class Flow(Generic[T_co]):
             ValueError: ``n`` < 1.
         """
         return self._add(Chunk(n), name)
+
+    def buffer(
+        self, n: int, *, overflow: Overflow = Overflow.BACKPRESSURE, name: str | None = None
+    ) -> Flow[T_co]:
+        """An explicit buffer of ``n`` items between the stages around it.
+
+        On the push engine it is a channel of ``n`` (Go's ``make(chan T, n)``); on the pull
+        engine an asynchronous boundary: upstream runs ahead by up to ``n`` items, refilled in
+        batches once 75% were consumed (in its own task when the flow runs async).
+
+        - Emits when: downstream asks and the buffer holds an item.
+        - Backpressures when: the buffer is full (``Overflow.BACKPRESSURE``); the other
+          policies never slow upstream down: they drop (counted as dropped) or fail.
+        - Completes when: upstream completed and the buffer is empty.
+        - Cancels when: downstream cancels (buffered items are counted as lost).
+
+        Args:
+            n: the capacity, >= 1.
+            overflow: what a full buffer does with one more item (push engine; the pull
+                engine never overflows, because it only asks upstream for what fits).
+
+        Raises:
+            TypeError: ``n`` is not an int, or ``overflow`` is not an :class:`Overflow`.
+            ValueError: ``n`` < 1.
+        """
+        return self._add(Buffer(n, overflow), name)
 
     def via(
         self,

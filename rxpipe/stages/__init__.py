@@ -6,10 +6,12 @@ of the pull/push handshake. Stages never import an engine.
 """
 
 from rxpipe.stages._base import LinearLogic, LinearStage, Ports, Stage, StageLogic, StageStats
+from rxpipe.stages.buffering import Buffer, Overflow
 from rxpipe.stages.errors import ErrorMode, Node, Result
 from rxpipe.stages.simple import Chunk, Filter, FlatMap, Map, Scan, Skip, Take, TakeWhile
 
 __all__ = (
+    "Buffer",
     "Chunk",
     "ErrorMode",
     "Filter",
@@ -18,6 +20,7 @@ __all__ = (
     "LinearStage",
     "Map",
     "Node",
+    "Overflow",
     "Ports",
     "Result",
     "Scan",

@@ -39,6 +39,8 @@ def apply(ops: list[tuple[str, Any]], items: Iterable[Any]) -> list[Any]:
             it = take_while(arg, it)
         elif op == "scan":
             it = scan(arg[0], arg[1], it)
+        elif op == "buffer":
+            pass  # a buffer changes timing, never items or order
         elif op == "chunk":
             it = chunk(arg, it)
         else:

@@ -26,6 +26,7 @@ int_ops = st.one_of(
     st.tuples(st.just("skip"), st.integers(0, 6)),
     st.tuples(st.just("take_while"), st.integers(-5, 20).map(lambda k: lambda x: x < k)),
     st.tuples(st.just("scan"), st.just((operator.add, 0))),
+    st.tuples(st.just("buffer"), st.integers(1, 5)),
 )
 chains = st.tuples(
     st.lists(st.integers(-20, 20), max_size=30),

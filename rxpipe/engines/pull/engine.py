@@ -17,9 +17,11 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any, Final, final
 
 from rxpipe.engines.base import Engine, Plan, Run, iterate_on_private_loop
+from rxpipe.engines.pull.boundary import Boundary
 from rxpipe.engines.pull.fused import FusedRun, is_fusible
 from rxpipe.engines.pull.interpreter import Interpreter
 from rxpipe.stages._base import StageStats
+from rxpipe.stages.buffering import Buffer
 from rxpipe.stages.errors import Node, annotate
 from rxpipe.telemetry.report import Report
 
@@ -56,16 +58,26 @@ class PullEngine(Engine):
         return PullRun(self, plan)
 
 
-def _segments(
-    nodes: Sequence[Node], stats: Sequence[StageStats], fuse: bool
-) -> list[FusedRun | tuple[Sequence[Node], Sequence[StageStats]]]:
-    """Cut the nodes into fused runs and generic runs, each with its stats slice."""
-    out: list[FusedRun | tuple[Sequence[Node], Sequence[StageStats]]] = []
+Segment = FusedRun | Boundary | tuple[Sequence[Node], Sequence[StageStats]]
+
+
+def _segments(nodes: Sequence[Node], stats: Sequence[StageStats], fuse: bool) -> list[Segment]:
+    """Cut the nodes into fused runs, boundaries and generic runs, each with its stats."""
+    out: list[Segment] = []
     i = 0
     while i < len(nodes):
+        stage = nodes[i].stage
+        if isinstance(stage, Buffer):
+            out.append(Boundary(stage.n, stats[i]))
+            i += 1
+            continue
         fusible = fuse and is_fusible(nodes[i])
         j = i + 1
-        while j < len(nodes) and (fuse and is_fusible(nodes[j])) == fusible:
+        while (
+            j < len(nodes)
+            and (fuse and is_fusible(nodes[j])) == fusible
+            and not isinstance(nodes[j].stage, Buffer)
+        ):
             j += 1
         if fusible:
             out.append(FusedRun(nodes[i:j], stats[i:j]))
@@ -233,6 +245,9 @@ class PullRun(Run[Any]):
             if isinstance(seg, FusedRun):
                 it = seg.iterate(it)
                 position += len(seg.stats)
+            elif isinstance(seg, Boundary):
+                it = seg.iterate(it)
+                position += 1
             else:
                 nodes, stats = seg
                 interp = Interpreter(nodes, stats)
@@ -254,6 +269,9 @@ class PullRun(Run[Any]):
             if isinstance(seg, FusedRun):
                 it = seg.aiterate(it)
                 position += len(seg.stats)
+            elif isinstance(seg, Boundary):
+                it = seg.aiterate(it)
+                position += 1
             else:
                 nodes, stats = seg
                 interp = Interpreter(nodes, stats)
@@ -338,6 +356,9 @@ class PullRun(Run[Any]):
                 received = seg.settle()
                 position -= len(seg.stats)
                 stats[position].emitted = received
+            elif isinstance(seg, Boundary):
+                position -= 1
+                stats[position].emitted = seg.stats.received
             else:
                 position -= len(seg[1])
                 stats[position].emitted = seg[1][0].received

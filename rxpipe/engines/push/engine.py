@@ -21,8 +21,6 @@ from collections.abc import AsyncIterator, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Final, Literal, final
 
-from rxpipe.engines.push.thread_channel import ThreadChannel
-
 from rxpipe.engines.base import (
     Engine,
     Plan,
@@ -33,13 +31,18 @@ from rxpipe.engines.push._channel_common import EndOfChannel, check_buffer
 from rxpipe.engines.push.channel import AsyncChannel
 from rxpipe.engines.push.ports import PushPorts
 from rxpipe.engines.push.runners import (
+    PassThrough,
+    run_overflow_async,
+    run_overflow_threads,
     run_source_async,
     run_source_threads,
     run_stage_async,
     run_stage_threads,
 )
+from rxpipe.engines.push.thread_channel import ThreadChannel
 from rxpipe.stages._base import StageStats
-from rxpipe.stages.errors import create_logic
+from rxpipe.stages.buffering import Buffer, Overflow
+from rxpipe.stages.errors import Node, create_logic
 from rxpipe.telemetry.report import Report
 
 __all__ = ("PushEngine",)
@@ -94,10 +97,22 @@ class PushEngine(Engine):
         """The size of the output channel of the stage called ``stage_name``."""
         return self._sizes.get(stage_name, self._default)
 
+    def channel_sizes(self, plan: Plan) -> list[int]:
+        """The size of each stage's output channel, the source first.
+
+        A ``buffer(n)`` stage's channel holds ``n`` unless the engine's mapping names it.
+        """
+        sizes = [self.buffer_for(plan.source_name)]
+        for node in plan.nodes:
+            if isinstance(node.stage, Buffer) and node.name not in self._sizes:
+                sizes.append(node.stage.n)
+            else:
+                sizes.append(self.buffer_for(node.name))
+        return sizes
+
     def in_flight_bound(self, plan: Plan) -> int:
         """The most items a run of ``plan`` can hold at once: ``sum(buffers) + stages``."""
-        names = plan.names()
-        return sum(self.buffer_for(n) for n in names) + len(names)
+        return sum(self.channel_sizes(plan)) + len(plan.names())
 
     def open(self, plan: Plan) -> PushRun:
         unknown = set(self._sizes) - {"*", *plan.names()}
@@ -107,6 +122,14 @@ class PushEngine(Engine):
                 f"its stages are {list(plan.names())}"
             )
         return PushRun(self, plan)
+
+
+def _overflow(node: Node) -> Overflow | None:
+    """The overflow policy of a buffer node that must not block its upstream, if any."""
+    stage = node.stage
+    if isinstance(stage, Buffer) and stage.overflow is not Overflow.BACKPRESSURE:
+        return stage.overflow
+    return None
 
 
 @final
@@ -147,11 +170,15 @@ class PushRun(Run[Any]):
     # -- wiring ------------------------------------------------------------------------------
     def _wire(self, channel_type: Any) -> None:
         """Create one channel after each stage and the ports between them."""
-        names = self._plan.names()
-        self._channels = [channel_type(self._engine.buffer_for(n)) for n in names]
+        self._channels = [channel_type(n) for n in self._engine.channel_sizes(self._plan)]
         for i, node in enumerate(self._plan.nodes):
             ports = PushPorts(self._stats[i + 1], self._channels[i])
-            ports.logic = create_logic(node, ports)
+            if isinstance(node.stage, Buffer):
+                # the buffer is the channel after this stage; the stage itself only passes
+                # items on (or applies the overflow policy, in its own runner)
+                ports.logic = PassThrough(ports)
+            else:
+                ports.logic = create_logic(node, ports)
             self._ports.append(ports)
 
     def _start_tasks(self) -> None:
@@ -160,7 +187,12 @@ class PushRun(Run[Any]):
         source = self._plan.source
         items = source.open_async()
         coros = [run_source_async(items, self._stats[0], self._channels[0])]
-        coros += [run_stage_async(p, self._channels[i + 1]) for i, p in enumerate(self._ports)]
+        coros += [
+            run_overflow_async(p, self._channels[i + 1], policy)
+            if (policy := _overflow(node)) is not None
+            else run_stage_async(p, self._channels[i + 1])
+            for i, (p, node) in enumerate(zip(self._ports, self._plan.nodes, strict=True))
+        ]
         self._tasks = [asyncio.create_task(c) for c in coros]
 
     def _start_threads(self) -> None:
@@ -173,7 +205,10 @@ class PushRun(Run[Any]):
             (run_source_threads, (items, self._stats[0], self._channels[0]))
         ]
         targets += [
-            (run_stage_threads, (p, self._channels[i + 1])) for i, p in enumerate(self._ports)
+            (run_overflow_threads, (p, self._channels[i + 1], policy))
+            if (policy := _overflow(node)) is not None
+            else (run_stage_threads, (p, self._channels[i + 1]))
+            for i, (p, node) in enumerate(zip(self._ports, self._plan.nodes, strict=True))
         ]
         names = self._plan.names()
         self._threads = [

@@ -15,12 +15,23 @@ from rxpipe.engines.push._channel_common import (
     BrokenChannelError,
     ClosedChannelError,
     EndOfChannel,
+    WouldBlock,
 )
 from rxpipe.engines.push.ports import COMPLETE, NOTHING, PushPorts
-from rxpipe.stages._base import StageStats
+from rxpipe.errors import MissingBackpressureError
+from rxpipe.stages._base import StageLogic, StageStats
+from rxpipe.stages.buffering import Overflow
 from rxpipe.stages.errors import annotate
 
-__all__ = ("run_source_async", "run_source_threads", "run_stage_async", "run_stage_threads")
+__all__ = (
+    "PassThrough",
+    "run_overflow_async",
+    "run_overflow_threads",
+    "run_source_async",
+    "run_source_threads",
+    "run_stage_async",
+    "run_stage_threads",
+)
 
 _STALL = "stage {!r} neither pushed nor pulled after on_pull: its logic breaks the port protocol"
 
@@ -181,3 +192,97 @@ def run_source_threads(items: Iterator[Any], stats: StageStats, outbox: Any) -> 
         close = getattr(items, "close", None)
         if close is not None:
             close()
+
+
+class PassThrough(StageLogic[Any, Any]):
+    """A ``buffer(n)`` stage on the push engine: the buffer is its output channel."""
+
+    __slots__ = ()
+
+    def on_push(self) -> None:
+        self.ports.push(self.ports.grab())
+
+    def on_pull(self) -> None:
+        self.ports.pull()
+
+
+def _offer(p: PushPorts, outbox: Any, item: Any, policy: Overflow) -> bool:
+    """Put ``item`` in a buffer's channel without waiting; apply ``policy`` if it is full.
+
+    Returns False when the stage must stop (``Overflow.FAIL``).
+    """
+    stats = p.stats
+    try:
+        outbox.send_nowait(item)
+    except WouldBlock:
+        if policy is Overflow.DROP_NEWEST:
+            stats.dropped += 1
+            return True
+        if policy is Overflow.DROP_OLDEST:
+            try:
+                outbox.receive_nowait()  # make room: the oldest buffered item goes
+            except WouldBlock:
+                pass  # downstream took it meanwhile (threads): there is room now
+            else:
+                stats.emitted -= 1
+                stats.dropped += 1
+            outbox.send_nowait(item)
+        else:  # Overflow.FAIL
+            stats.dropped += 1
+            outbox.fail(
+                MissingBackpressureError(
+                    f"stage {stats.name!r}: buffer of {outbox.statistics().capacity} is full "
+                    "(overflow=Overflow.FAIL)"
+                )
+            )
+            return False
+    stats.emitted += 1
+    return True
+
+
+async def run_overflow_async(p: PushPorts, outbox: Any, policy: Overflow) -> None:
+    """A buffer that never blocks its upstream: when full it drops or fails."""
+    inbox, stats = p.inbox, p.stats
+    try:
+        while True:
+            try:
+                item = await inbox.receive()
+            except EndOfChannel:
+                outbox.close()
+                return
+            except (ClosedChannelError, BrokenChannelError):
+                return
+            except Exception as exc:
+                outbox.fail(exc)
+                return
+            stats.received += 1
+            if not _offer(p, outbox, item, policy):
+                inbox.close_receiving()
+                return
+    except (BrokenChannelError, ClosedChannelError):  # downstream is gone
+        stats.lost += 1
+        inbox.close_receiving()
+
+
+def run_overflow_threads(p: PushPorts, outbox: Any, policy: Overflow) -> None:
+    """The blocking twin of :func:`run_overflow_async`."""
+    inbox, stats = p.inbox, p.stats
+    try:
+        while True:
+            try:
+                item = inbox.receive()
+            except EndOfChannel:
+                outbox.close()
+                return
+            except (ClosedChannelError, BrokenChannelError):
+                return
+            except Exception as exc:
+                outbox.fail(exc)
+                return
+            stats.received += 1
+            if not _offer(p, outbox, item, policy):
+                inbox.close_receiving()
+                return
+    except (BrokenChannelError, ClosedChannelError):
+        stats.lost += 1
+        inbox.close_receiving()

@@ -1,0 +1,110 @@
+"""The pull engine's asynchronous boundary: where ``buffer(n)`` splits a flow into islands.
+
+Upstream of the boundary runs as its own task and may run ahead of downstream by up to ``n``
+items; downstream takes them in order. Demand is replenished in batches: the producer is
+allowed to refill once downstream consumed 75% of the window (Reactor's and RxJava's rule),
+so the two sides wake each other once per batch, not once per item. Run from sync code (no
+event loop), the boundary prefetches in the same batches on the caller's thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import AsyncIterator, Iterator
+from typing import Any, final
+
+from rxpipe.stages._base import StageStats
+
+__all__ = ("Boundary",)
+
+
+@final
+class Boundary:
+    """One ``buffer(n)`` node in a pull run."""
+
+    __slots__ = ("low", "n", "stats")
+
+    def __init__(self, n: int, stats: StageStats) -> None:
+        self.n = n
+        self.low = n // 4  # refill once 75% of the window was consumed
+        self.stats = stats
+
+    def iterate(self, src: Iterator[Any]) -> Iterator[Any]:
+        """Sync twin: prefetch batches on the caller's thread."""
+        buf: deque[Any] = deque()
+        stats = self.stats
+        exhausted = False
+        try:
+            while True:
+                if not exhausted and len(buf) <= self.low:
+                    before = len(buf)
+                    for item in src:
+                        buf.append(item)
+                        if len(buf) >= self.n:
+                            break
+                    else:
+                        exhausted = True
+                    stats.received += len(buf) - before
+                if not buf:
+                    return
+                stats.emitted += 1
+                yield buf.popleft()
+        finally:
+            stats.lost += len(buf)
+            close = getattr(src, "close", None)
+            if close is not None:
+                close()
+
+    async def aiterate(self, src: AsyncIterator[Any]) -> AsyncIterator[Any]:
+        """Async: upstream runs in its own task, at most ``n`` items ahead."""
+        buf: deque[Any] = deque()
+        stats = self.stats
+        n, low = self.n, self.low
+        room = asyncio.Event()
+        room.set()
+        ready = asyncio.Event()
+        failure: list[BaseException] = []
+        finished = False
+
+        async def produce() -> None:
+            nonlocal finished
+            try:
+                async for item in src:
+                    buf.append(item)
+                    stats.received += 1
+                    ready.set()
+                    if len(buf) >= n:
+                        room.clear()
+                        await room.wait()
+            except Exception as exc:
+                failure.append(exc)
+            finally:
+                finished = True
+                ready.set()
+
+        producer = asyncio.create_task(produce())
+        try:
+            while True:
+                if buf:
+                    item = buf.popleft()
+                    if len(buf) <= low:
+                        room.set()
+                    stats.emitted += 1
+                    yield item
+                elif finished:
+                    if failure:
+                        raise failure[0]
+                    return
+                else:
+                    ready.clear()
+                    if not buf and not finished:
+                        await ready.wait()
+        finally:
+            if not producer.done():
+                producer.cancel()
+            await asyncio.gather(producer, return_exceptions=True)
+            stats.lost += len(buf)
+            aclose = getattr(src, "aclose", None)
+            if aclose is not None:
+                await aclose()

@@ -1,0 +1,155 @@
+"""What only the push engine has: channel sizes, the in-flight bound, overflow policies."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import pytest
+
+from rxpipe import Flow, MissingBackpressureError, Overflow, PushEngine
+
+
+def test_per_stage_buffer_sizes_by_name() -> None:
+    flow = Flow.range(10).map(str, name="parse").map(int).buffer(5)
+    engine = PushEngine(buffer={"parse": 16, "*": 1})
+    assert engine.channel_sizes(flow.plan) == [1, 16, 1, 5]
+    assert engine.in_flight_bound(flow.plan) == 1 + 16 + 1 + 5 + 4
+    assert flow.to_list(engine=engine) == list(range(10))
+
+
+def test_unknown_stage_name_in_buffer_sizes_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"not in this flow: \['pasre'\]"):
+        Flow.range(3).map(str, name="parse").to_list(engine=PushEngine(buffer={"pasre": 4}))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [
+        ({"buffer": -1}, ValueError),
+        ({"buffer": 1.5}, TypeError),
+        ({"buffer": True}, TypeError),
+        ({"buffer": {"x": -2}}, ValueError),
+        ({"buffer": {3: 1}}, TypeError),
+        ({"runtime": "trio"}, ValueError),
+    ],
+)
+def test_bad_engine_arguments(kwargs: dict[str, object], error: type[Exception]) -> None:
+    with pytest.raises(error):
+        PushEngine(**kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("runtime", ["asyncio", "threads"])
+def test_every_task_and_thread_is_joined_after_an_error(runtime: str) -> None:
+    before = threading.active_count()
+
+    def boom(x: int) -> int:
+        if x == 50:
+            raise KeyError("boom")
+        return x
+
+    flow = Flow.range(10**6).map(boom, name="risky").map(str).filter(bool)
+    with pytest.raises(KeyError) as info:
+        flow.to_list(engine=PushEngine(runtime=runtime))  # type: ignore[arg-type]
+    assert "rxpipe: raised in stage 'risky'" in info.value.__notes__
+    assert threading.active_count() == before
+
+
+@pytest.mark.parametrize("runtime", ["asyncio", "threads"])
+def test_items_in_flight_never_exceed_the_bound(runtime: str) -> None:
+    """Instrument every stage: the number of items created but not yet consumed stays bounded."""
+    lock = threading.Lock()
+    live = 0
+    peak = 0
+
+    def make(x: int) -> int:
+        nonlocal live, peak
+        with lock:
+            live += 1
+            peak = max(peak, live)
+        return x
+
+    def consume(x: int) -> None:
+        nonlocal live
+        time.sleep(0.0005) if runtime == "threads" else None
+        with lock:
+            live -= 1
+
+    engine = PushEngine(buffer={"*": 2}, runtime=runtime)  # type: ignore[arg-type]
+    flow = Flow.range(300).map(make).map(lambda x: x).map(lambda x: x)
+    flow.foreach(consume, engine=engine)
+    # `make` itself is the first stage: everything after it counts, plus the consumer's item
+    assert 1 <= peak <= engine.in_flight_bound(flow.plan)
+
+
+@pytest.mark.timeout(20)
+def test_drop_newest_counts_every_drop_threads() -> None:
+    flow = Flow.range(200).buffer(2, overflow=Overflow.DROP_NEWEST).map(_slow)
+    report = flow.run(engine=PushEngine(buffer=0, runtime="threads"))
+    buf = report.stages["buffer"]
+    assert buf.dropped > 0
+    assert buf.received == 200
+    assert buf.received == buf.emitted + buf.dropped
+    assert report.delivered + report.dropped + report.lost == 200
+
+
+@pytest.mark.timeout(20)
+def test_drop_oldest_keeps_the_newest_items() -> None:
+    flow = Flow.range(200).buffer(3, overflow=Overflow.DROP_OLDEST).map(_slow)
+    out = flow.to_list(engine=PushEngine(buffer=0, runtime="threads"))
+    assert out[-1] == 199  # the newest item always survives
+    assert out == sorted(out)
+    report = flow.run(engine=PushEngine(buffer=0, runtime="threads"))
+    assert report.delivered + report.dropped + report.lost == 200
+    assert report.stages["buffer"].dropped > 0
+
+
+@pytest.mark.timeout(20)
+def test_fail_overflow_raises_missing_backpressure_naming_the_stage() -> None:
+    flow = Flow.range(200).buffer(2, overflow=Overflow.FAIL, name="intake").map(_slow)
+    with pytest.raises(MissingBackpressureError, match="'intake'"):
+        flow.to_list(engine=PushEngine(buffer=0, runtime="threads"))
+
+
+def test_overflow_policies_on_asyncio_with_a_slow_consumer() -> None:
+    flow = Flow.range(100).buffer(2, overflow=Overflow.DROP_NEWEST)
+
+    async def main() -> list[int]:
+        got = []
+        async for x in _aiter(flow, PushEngine(buffer=0)):
+            got.append(x)
+            await asyncio.sleep(0.0005)
+        return got
+
+    got = asyncio.run(main())
+    assert 0 < len(got) < 100
+    assert got == sorted(got)
+
+
+def _aiter(flow: Flow[int], engine: PushEngine):  # type: ignore[no-untyped-def]
+    return aiter(engine.open(flow.plan))
+
+
+def _slow(x: int) -> int:
+    time.sleep(0.0005)
+    return x
+
+
+def test_buffer_zero_is_a_rendezvous() -> None:
+    """With buffer=0 the producer is at most one hand-over ahead of each stage."""
+    produced: list[int] = []
+
+    def src():  # type: ignore[no-untyped-def]
+        for i in range(100):
+            produced.append(i)
+            yield i
+
+    flow = Flow.from_iterable(src()).map(lambda x: x)
+    engine = PushEngine(buffer=0)
+    run = engine.open(flow.plan)
+    it = iter(run)
+    assert next(it) == 0
+    assert len(produced) <= 1 + engine.in_flight_bound(flow.plan)
+    run.close()
+    assert engine.in_flight_bound(flow.plan) == 0 + 0 + 2
