@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Coroutine, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Final, Literal, final
 
@@ -27,13 +27,14 @@ from rxpipe.engines.base import (
     Run,
     iterate_on_private_loop,
 )
-from rxpipe.engines.push._channel_common import EndOfChannel, check_buffer
+from rxpipe.engines.push._channel_common import EndOfChannel, WouldBlock, check_buffer
 from rxpipe.engines.push.channel import AsyncChannel
 from rxpipe.engines.push.ports import PushPorts
 from rxpipe.engines.push.runners import (
     PassThrough,
     run_overflow_async,
     run_overflow_threads,
+    run_simple_async,
     run_source_async,
     run_source_threads,
     run_stage_async,
@@ -43,6 +44,7 @@ from rxpipe.engines.push.thread_channel import ThreadChannel
 from rxpipe.stages._base import StageStats
 from rxpipe.stages.buffering import Buffer, Overflow
 from rxpipe.stages.errors import Node, create_logic
+from rxpipe.stages.simple import Filter, Map
 from rxpipe.telemetry.report import Report
 
 __all__ = ("PushEngine",)
@@ -124,6 +126,19 @@ class PushEngine(Engine):
         return PushRun(self, plan)
 
 
+def _async_runner(node: Node, ports: PushPorts, outbox: Any) -> Coroutine[Any, Any, None]:
+    """The runner for one stage: a lowering for plain map/filter, else the generic loop."""
+    policy = _overflow(node)
+    if policy is not None:
+        return run_overflow_async(ports, outbox, policy)
+    stage = node.stage
+    if not node.supervised and type(stage) is Map:
+        return run_simple_async(ports, outbox, stage.fn, keep=False)
+    if not node.supervised and type(stage) is Filter:
+        return run_simple_async(ports, outbox, stage.pred, keep=True)
+    return run_stage_async(ports, outbox)
+
+
 def _overflow(node: Node) -> Overflow | None:
     """The overflow policy of a buffer node that must not block its upstream, if any."""
     stage = node.stage
@@ -188,9 +203,7 @@ class PushRun(Run[Any]):
         items = source.open_async()
         coros = [run_source_async(items, self._stats[0], self._channels[0])]
         coros += [
-            run_overflow_async(p, self._channels[i + 1], policy)
-            if (policy := _overflow(node)) is not None
-            else run_stage_async(p, self._channels[i + 1])
+            _async_runner(node, p, self._channels[i + 1])
             for i, (p, node) in enumerate(zip(self._ports, self._plan.nodes, strict=True))
         ]
         self._tasks = [asyncio.create_task(c) for c in coros]
@@ -222,10 +235,14 @@ class PushRun(Run[Any]):
     async def _aiter_asyncio(self) -> AsyncIterator[Any]:
         self._start_tasks()
         last = self._channels[-1]
+        receive_nowait = last.receive_nowait
         try:
             while True:
                 try:
-                    item = await last.receive()
+                    try:
+                        item = receive_nowait()
+                    except WouldBlock:
+                        item = await last.receive()
                 except EndOfChannel:
                     return
                 self.delivered += 1

@@ -27,6 +27,7 @@ __all__ = (
     "PassThrough",
     "run_overflow_async",
     "run_overflow_threads",
+    "run_simple_async",
     "run_source_async",
     "run_source_threads",
     "run_stage_async",
@@ -155,9 +156,13 @@ def run_stage_threads(p: PushPorts, outbox: Any) -> None:
 async def run_source_async(items: AsyncIterator[Any], stats: StageStats, outbox: Any) -> None:
     """Send a source's items into its output channel; stop when downstream is gone."""
     try:
+        send_nowait = outbox.send_nowait
         async for item in items:
             try:
-                await outbox.send(item)
+                try:
+                    send_nowait(item)
+                except WouldBlock:
+                    await outbox.send(item)
             except (BrokenChannelError, ClosedChannelError):
                 stats.emitted += 1
                 stats.lost += 1
@@ -286,3 +291,81 @@ def run_overflow_threads(p: PushPorts, outbox: Any, policy: Overflow) -> None:
     except (BrokenChannelError, ClosedChannelError):
         stats.lost += 1
         inbox.close_receiving()
+
+
+async def run_simple_async(p: PushPorts, outbox: Any, fn: Any, keep: bool) -> None:
+    """The push engine's lowering of ``map`` (``keep=False``) and ``filter`` (``keep=True``).
+
+    The same Go stage as :func:`run_stage_async`, without the port protocol in between: receive,
+    call, send. Ready items move without suspending (``*_nowait``), so a woken stage drains
+    everything that is ready before it yields: several items per wake-up, and never more held
+    than one.
+    """
+    inbox, stats = p.inbox, p.stats
+    receive_nowait, send_nowait = inbox.receive_nowait, outbox.send_nowait
+    received = emitted = filtered = 0
+    holding = False
+    try:
+        while True:
+            try:
+                item = receive_nowait()
+            except WouldBlock:
+                try:
+                    item = await inbox.receive()
+                except EndOfChannel:
+                    outbox.close()
+                    return
+                except (ClosedChannelError, BrokenChannelError):
+                    return
+                except Exception as exc:
+                    outbox.fail(exc)
+                    return
+            except EndOfChannel:
+                outbox.close()
+                return
+            except (ClosedChannelError, BrokenChannelError):
+                return
+            except Exception as exc:
+                outbox.fail(exc)
+                return
+            received += 1
+            holding = True
+            try:
+                out = fn(item)
+            except Exception as exc:
+                holding = False
+                stats.errored += 1
+                inbox.close_receiving()
+                outbox.fail(annotate(exc, stats.name))
+                return
+            if keep:
+                if not out:
+                    filtered += 1
+                    holding = False
+                    continue
+                out = item
+            try:
+                send_nowait(out)
+            except WouldBlock:
+                try:
+                    await outbox.send(out)
+                except (BrokenChannelError, ClosedChannelError):
+                    emitted += 1
+                    holding = False
+                    stats.lost += 1
+                    inbox.close_receiving()
+                    return
+            except (BrokenChannelError, ClosedChannelError):
+                emitted += 1
+                holding = False
+                stats.lost += 1
+                inbox.close_receiving()
+                return
+            emitted += 1
+            holding = False
+    finally:
+        if holding:
+            stats.lost += 1
+        stats.received += received
+        stats.emitted += emitted
+        stats.filtered += filtered

@@ -1,0 +1,128 @@
+"""Smoke tests of the push-versus-pull workloads: every contender runs, on tiny sizes.
+
+No timing and no memory figure is asserted: targets are reported by ``make bench``, never
+tested. What is checked: every contender appears in the table, outputs are compared, the plot
+is written, and the memory measurement sees the items and computes the bounds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from comparisons import workloads
+from comparisons.workloads import push_memory, push_pipeline
+from rxpipe import Flow, PushEngine
+
+TINY = 300
+
+
+def _expected(n: int) -> list[int]:
+    return [y for y in map(push_pipeline.f, range(n)) if push_pipeline.p(y)]
+
+
+def _rows(table: str) -> list[str]:
+    return [line for line in table.splitlines() if line.startswith("| ")]
+
+
+def test_push_workloads_are_registered() -> None:
+    assert {"push_pipeline", "push_memory"} <= set(workloads.names())
+    assert workloads.load("push_pipeline").name == "push_pipeline"
+    assert workloads.load("push_memory").name == "push_memory"
+
+
+@pytest.mark.parametrize("maxsize", [1, 16])
+def test_hand_written_pipelines_give_the_expected_items(maxsize: int) -> None:
+    expected = _expected(TINY)
+    assert asyncio.run(push_pipeline.asyncio_queue_pipeline(TINY, maxsize)) == expected
+    assert push_pipeline.thread_queue_pipeline(TINY, maxsize) == expected
+    with pytest.raises(ValueError, match="unbounded"):
+        asyncio.run(push_pipeline.asyncio_queue_pipeline(TINY, 0))
+
+
+def test_push_pipeline_table_lists_every_contender_and_target() -> None:
+    m = push_pipeline.measure_pipeline(TINY, rounds=1, warmup=0)
+    names = [c.name for c in push_pipeline.contenders(TINY)]
+    assert m.names == tuple(names)
+    assert m.baseline == push_pipeline.BASELINE
+    assert {
+        push_pipeline.BASELINE,
+        push_pipeline.PUSH_B16,
+        push_pipeline.PUSH_SYNC,
+        push_pipeline.PUSH_THREADS,
+        push_pipeline.THREAD_QUEUE,
+        push_pipeline.PULL_FUSED,
+        *(push_pipeline.push_name(b) for b in push_pipeline.TABLE_BUFFERS),
+        *(push_pipeline.queue_name(q) for q in (1, 16, 256)),
+    } <= set(names)
+    assert (push_pipeline.PULL_BOUNDARIES in names) == push_pipeline.has_buffer()
+    for c in push_pipeline.contenders(TINY):  # what measure compared, checked once more here
+        assert c.run() == _expected(TINY), c.name
+
+    sweep = push_pipeline.measure_sweep(TINY, rounds=1)
+    for b in push_pipeline.SWEEP_BUFFERS:
+        assert push_pipeline.push_name(b) in sweep
+        assert push_pipeline.queue_name(max(b, 1)) in sweep
+
+    text = push_pipeline.render(m, sweep, TINY)
+    assert text.startswith("## ")
+    assert f"![throughput vs buffer size]({push_pipeline.PLOT_NAME})" in text
+    rows = _rows(text)
+    for name in names:
+        assert any(r.startswith(f"| {name} ") or f"**{name}**" in r for r in rows), name
+    for target in push_pipeline.TARGETS:
+        row = next(r for r in rows if r.startswith(f"| {target.text} |"))
+        assert "**MET**" in row or "**NOT MET**" in row
+    for b in push_pipeline.SWEEP_BUFFERS:
+        assert any(row.startswith(f"| {b} |") for row in rows), b
+
+
+def test_pull_boundaries_row_says_not_available_without_flow_buffer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(push_pipeline, "has_buffer", lambda: False)
+    names = [c.name for c in push_pipeline.contenders(TINY)]
+    assert push_pipeline.PULL_BOUNDARIES not in names
+    sweep_names = [c.name for c in push_pipeline.sweep_contenders(TINY)]
+    assert not any(n.startswith("pull, buffer(") for n in sweep_names)
+    m = push_pipeline.measure_pipeline(TINY, rounds=1, warmup=0)
+    text = push_pipeline.render(m, None, TINY)
+    row = next(r for r in _rows(text) if r.startswith(f"| {push_pipeline.PULL_BOUNDARIES} "))
+    assert "not available" in row
+
+
+def test_plot_is_written(tmp_path: Path) -> None:
+    sweep = push_pipeline.measure_sweep(100, rounds=1)
+    path = push_pipeline.plot_sweep(sweep, tmp_path / "plot.png", fused_rate=1e6)
+    assert path.read_bytes().startswith(b"\x89PNG")
+
+
+def test_push_memory_measures_a_peak_and_computes_the_bounds() -> None:
+    size = 64 * 1024
+    m = push_memory.measure_memory(6, repeats=1, size=size, pause=0.0)
+    names = m.names
+    for runtime in ("asyncio", "threads"):
+        for b in push_memory.BUFFERS:
+            assert f"push {runtime}, buffer {b}" in names
+    assert "pull, fused" in names
+    assert m.footprint >= size
+    stages = len(
+        Flow.from_iterable([]).map(push_memory.touch).filter(push_memory.keep).plan.names()
+    )
+    for r in m.results:
+        assert r.peak_bytes > 0, r.case.name
+        assert r.case.bound_items > 0
+        assert r.bound_bytes == r.case.bound_items * m.footprint
+    b4 = m["push threads, buffer 4"]
+    plan = Flow.from_iterable([]).map(push_memory.touch).filter(push_memory.keep).plan
+    assert b4.case.bound_items == PushEngine(buffer=4).in_flight_bound(plan) == 3 * 4 + stages
+    assert m["pull, fused"].case.bound_items == stages
+
+    text = push_memory.render(m)
+    assert text.startswith("## ")
+    rows = _rows(text)
+    for r in m.results:
+        row = next(row for row in rows if row.startswith(f"| {r.case.name}"))
+        assert "**MET**" in row or "**NOT MET" in row
