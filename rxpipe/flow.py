@@ -45,6 +45,10 @@ EngineArg = Literal["pull", "push"] | Engine
 _MISSING: Final = object()
 
 
+def _discard(_: object) -> None:
+    """The item sink of ``run()``."""
+
+
 def resolve_engine(engine: EngineArg) -> Engine:
     """Turn ``"pull"``/``"push"`` into an engine with default settings."""
     if isinstance(engine, Engine):
@@ -469,8 +473,12 @@ class Flow(Generic[T_co]):
     def count(self, *, engine: EngineArg = "pull") -> int:
         """Run the flow and return how many items it produced."""
         n = 0
-        for _ in self._sync("count", engine):
+
+        def tally(_: object) -> None:
+            nonlocal n
             n += 1
+
+        self._sync("count", engine).consume(tally)
         return n
 
     async def count_async(self, *, engine: EngineArg = "pull") -> int:
@@ -485,8 +493,12 @@ class Flow(Generic[T_co]):
         if not callable(f):
             raise TypeError(f"fold(f, initial): f must be callable, got {f!r}")
         acc = initial
-        for item in self._sync("fold", engine):
+
+        def step(item: Any) -> None:
+            nonlocal acc
             acc = f(acc, item)
+
+        self._sync("fold", engine).consume(step)
         return acc
 
     async def fold_async(
@@ -505,8 +517,7 @@ class Flow(Generic[T_co]):
         if not callable(f):
             raise TypeError(f"foreach(f): f must be callable, got {f!r}")
         run = self._sync("foreach", engine)
-        for item in run:
-            f(item)
+        run.consume(f)
         return run.report()
 
     async def foreach_async(
@@ -523,8 +534,7 @@ class Flow(Generic[T_co]):
     def run(self, *, engine: EngineArg = "pull") -> Report:
         """Run the flow to completion, discarding items; returns the run's Report."""
         run = self._sync("run", engine)
-        for _ in run:
-            pass
+        run.consume(_discard)
         return run.report()
 
     async def run_async(self, *, engine: EngineArg = "pull") -> Report:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, final
 
@@ -51,7 +51,18 @@ class Run(ABC, Generic[T]):
 
     def collect(self) -> list[T]:
         """All items as a list (engines may override with a faster path)."""
-        return list(self)
+        out: list[T] = []
+        self.consume(out.append)
+        return out
+
+    def consume(self, fn: Callable[[T], object]) -> None:
+        """Run to the end from sync code, calling ``fn`` on each item in order.
+
+        Engines override it when they can run the whole consumption in one go (the push
+        engine runs it inside a single event-loop call instead of one per item).
+        """
+        for item in self:
+            fn(item)
 
     @abstractmethod
     def close(self) -> None:

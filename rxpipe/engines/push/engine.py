@@ -4,7 +4,8 @@ Every stage runs in its own asyncio task (``runtime="asyncio"``) or thread
 (``runtime="threads"``), joined to its neighbours by bounded channels. A full channel blocks
 the sender: that is the backpressure. ``buffer=0`` is a rendezvous, like an unbuffered Go
 channel. A pipeline of ``K`` stages (the source included) with channel buffers ``B_i`` holds at
-most ``sum(B_i) + K`` items in flight: each stage holds at most one item of its own.
+most ``sum(B_i) + K + 1`` items in flight: each stage holds at most one item of its own,
+and the consumer the one it was handed.
 
 Stopping early (a consumer leaving its loop, ``first()``, an error) stops every stage: the
 consumer closes its end, senders see a broken channel, and the remaining tasks are cancelled
@@ -17,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import AsyncIterator, Coroutine, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Final, Literal, final
 
@@ -25,6 +26,7 @@ from rxpipe.engines.base import (
     Engine,
     Plan,
     Run,
+    ensure_no_running_loop,
     iterate_on_private_loop,
 )
 from rxpipe.engines.push._channel_common import EndOfChannel, WouldBlock, check_buffer
@@ -113,8 +115,12 @@ class PushEngine(Engine):
         return sizes
 
     def in_flight_bound(self, plan: Plan) -> int:
-        """The most items a run of ``plan`` can hold at once: ``sum(buffers) + stages``."""
-        return sum(self.channel_sizes(plan)) + len(plan.names())
+        """The most items a run of ``plan`` can hold at once: ``sum(buffers) + stages + 1``.
+
+        Each stage (the source included) holds at most the one item it is working on, each
+        channel its buffer, and the consumer the one item it was handed.
+        """
+        return sum(self.channel_sizes(plan)) + len(plan.names()) + 1
 
     def open(self, plan: Plan) -> PushRun:
         unknown = set(self._sizes) - {"*", *plan.names()}
@@ -303,15 +309,21 @@ class PushRun(Run[Any]):
         pool = self._pool = ThreadPoolExecutor(1, thread_name_prefix="rxpipe-consumer")
         self._start_threads()
         last = self._channels[-1]
+        receive_nowait = last.receive_nowait
         try:
             while True:
+                # One item at a time: a batch held here would let upstream run further ahead
+                # than the in-flight bound. Ready items are taken without the helper thread.
                 try:
-                    batch = await loop.run_in_executor(pool, last.receive_batch, 64)
+                    try:
+                        item = receive_nowait()
+                    except WouldBlock:
+                        item = await loop.run_in_executor(pool, last.receive)
                 except EndOfChannel:
                     return
-                for item in batch:
-                    self.delivered += 1
-                    yield item
+                self.delivered += 1
+                yield item
+                del item
         finally:
             self._signal_stop()  # wakes the helper thread too, if it is blocked receiving
             await loop.run_in_executor(pool, self._stop_threads)
@@ -325,6 +337,27 @@ class PushRun(Run[Any]):
         else:
             self._sync_iter = iterate_on_private_loop(self._aiter_asyncio())
         return self._sync_iter
+
+    def consume(self, fn: Callable[[Any], object]) -> None:
+        if self._engine.runtime == "threads":
+            for item in self:
+                fn(item)
+            return
+        # One event-loop call for the whole run, not one per item.
+        ensure_no_running_loop("a push/asyncio run from sync code", "the _async terminal")
+
+        async def drain() -> None:
+            async for item in self._aiter_asyncio():
+                fn(item)
+
+        loop = asyncio.new_event_loop()
+        try:
+            loop.run_until_complete(drain())
+        finally:
+            try:
+                loop.run_until_complete(loop.shutdown_asyncgens())
+            finally:
+                loop.close()
 
     def __aiter__(self) -> AsyncIterator[Any]:
         if self._engine.runtime == "threads":

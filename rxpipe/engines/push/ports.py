@@ -4,8 +4,9 @@
 and the stage's runner sends it (a blocking send: the backpressure). ``pull()`` marks that the
 runner should receive next. The runner gives the logic a fresh ``on_pull`` as soon as the slot
 is empty, so a stage holds at most one item of its own: the in-flight bound of a push pipeline
-is ``sum(buffers) + stages``. ``complete()``/``fail()`` take effect after the parked item was
-sent, so ``take`` can push its last item and complete in one callback.
+is ``sum(buffers) + stages + 1`` (the consumer holds one too). ``complete()``/``fail()`` take
+effect after the parked item was sent, so ``take`` can push its last item and complete in one
+callback.
 """
 
 from __future__ import annotations

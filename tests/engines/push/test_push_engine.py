@@ -15,7 +15,7 @@ def test_per_stage_buffer_sizes_by_name() -> None:
     flow = Flow.range(10).map(str, name="parse").map(int).buffer(5)
     engine = PushEngine(buffer={"parse": 16, "*": 1})
     assert engine.channel_sizes(flow.plan) == [1, 16, 1, 5]
-    assert engine.in_flight_bound(flow.plan) == 1 + 16 + 1 + 5 + 4
+    assert engine.in_flight_bound(flow.plan) == 1 + 16 + 1 + 5 + 4 + 1
     assert flow.to_list(engine=engine) == list(range(10))
 
 
@@ -152,4 +152,4 @@ def test_buffer_zero_is_a_rendezvous() -> None:
     assert next(it) == 0
     assert len(produced) <= 1 + engine.in_flight_bound(flow.plan)
     run.close()
-    assert engine.in_flight_bound(flow.plan) == 0 + 0 + 2
+    assert engine.in_flight_bound(flow.plan) == 0 + 0 + 2 + 1
