@@ -17,15 +17,31 @@ import gc
 import threading
 import time
 import weakref
-from collections.abc import Iterator
-from typing import Final
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Final
 
 import pytest
 
-__all__ = ("ENGINES", "LEAK_GRACE_SECONDS", "engine", "no_leaks", "selected_engines")
+if TYPE_CHECKING:
+    from rxpipe.engines.base import Engine
 
-#: Every engine name the ``engine`` fixture knows, in run order.
-ENGINES: Final[tuple[str, ...]] = ("pull",)
+__all__ = (
+    "ENGINES",
+    "LEAK_GRACE_SECONDS",
+    "engine",
+    "make_engine",
+    "no_leaks",
+    "selected_engines",
+)
+
+#: Every engine name the ``engine`` fixture knows, in run order (see :func:`make_engine`).
+ENGINES: Final[tuple[str, ...]] = (
+    "pull",
+    "pull-generic",
+    "push-asyncio",
+    "push-threads",
+    "push-rendezvous",
+)
 #: How long threads started by a test may take to finish after it.
 LEAK_GRACE_SECONDS: Final = 1.0
 
@@ -84,11 +100,36 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         items[:] = keep
 
 
+def make_engine(name: str) -> Engine:
+    """A fresh engine for one of the names in :data:`ENGINES`.
+
+    ``pull-generic`` is the pull engine without its fused fast path; ``push-rendezvous`` the
+    asyncio push engine with unbuffered (``buffer=0``) channels.
+    """
+    from rxpipe.engines.pull.engine import PullEngine
+    from rxpipe.engines.push.engine import PushEngine
+
+    factories: dict[str, Callable[[], Engine]] = {
+        "pull": PullEngine,
+        "pull-generic": lambda: PullEngine(fuse=False),
+        "push-asyncio": lambda: PushEngine(runtime="asyncio"),
+        "push-threads": lambda: PushEngine(runtime="threads"),
+        "push-rendezvous": lambda: PushEngine(buffer=0, runtime="asyncio"),
+    }
+    try:
+        factory = factories[name]
+    except KeyError:
+        raise ValueError(f"unknown engine {name!r}; known: {', '.join(factories)}") from None
+    return factory()
+
+
 @pytest.fixture(params=ENGINES)
-def engine(request: pytest.FixtureRequest) -> str:
-    """The name of the engine to run the test on; the test runs once per engine."""
-    name: str = request.param
-    return name
+def engine(request: pytest.FixtureRequest) -> Engine:
+    """A fresh engine to run the test on; the test runs once per engine name.
+
+    Pass it as ``engine=`` to any terminal. Its test id is the engine's name.
+    """
+    return make_engine(request.param)
 
 
 def _pending_tasks() -> list[asyncio.Task[object]]:

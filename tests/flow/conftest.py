@@ -1,33 +1,12 @@
-"""Engines every flow test runs on: pull (fused and generic) and push (asyncio and threads)."""
+"""Helpers for flow tests; the ``engine`` fixture (every engine) comes from rxpipe's plugin."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
 
-import pytest
-
-from rxpipe import Flow, PullEngine
+from rxpipe import Flow
 from rxpipe.engines.base import Engine
-
-ENGINES: dict[str, Callable[[], Engine]] = {
-    "pull": lambda: PullEngine(),
-    "pull-generic": lambda: PullEngine(fuse=False),
-}
-try:
-    from rxpipe.engines.push.engine import PushEngine
-except ImportError:  # pragma: no cover - the push engine is being built
-    pass
-else:
-    ENGINES["push-asyncio"] = lambda: PushEngine(runtime="asyncio")
-    ENGINES["push-threads"] = lambda: PushEngine(runtime="threads")
-    ENGINES["push-rendezvous"] = lambda: PushEngine(buffer=0, runtime="asyncio")
-
-
-@pytest.fixture(params=sorted(ENGINES))
-def engine(request: pytest.FixtureRequest) -> Engine:
-    """A fresh engine of each kind: every flow test runs on each."""
-    return ENGINES[request.param]()
 
 
 def read_ahead(engine: Engine, flow: Flow[Any]) -> int:

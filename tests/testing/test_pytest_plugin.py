@@ -15,8 +15,11 @@ def test_engine_fixture_runs_each_engine(pytester: pytest.Pytester) -> None:
         """
         from rxpipe.testing.pytest_plugin import ENGINES
 
-        def test_engine(engine):
-            assert engine in ENGINES
+        def test_engine(engine, request):
+            from rxpipe.engines.base import Engine
+
+            assert isinstance(engine, Engine)
+            assert request.node.callspec.params["engine"] in ENGINES
         """
     )
     result = pytester.runpytest("-v")
