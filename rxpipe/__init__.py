@@ -10,6 +10,7 @@ from rxpipe.engines.pull.engine import PullEngine
 from rxpipe.engines.push.engine import PushEngine
 from rxpipe.errors import MissingBackpressureError, PipelineCancelledError, RxpipeError
 from rxpipe.flow import Flow
+from rxpipe.fragment import Fragment, stage
 from rxpipe.spec import MAX_DEMAND, Processor, Publisher, Subscriber, Subscription
 from rxpipe.stages import LinearLogic, LinearStage, Stage, StageLogic
 from rxpipe.stages.buffering import Overflow
@@ -21,6 +22,7 @@ __version__ = "0.1.0"
 __all__ = (
     "MAX_DEMAND",
     "Flow",
+    "Fragment",
     "LinearLogic",
     "LinearStage",
     "MissingBackpressureError",
@@ -39,4 +41,5 @@ __all__ = (
     "Subscriber",
     "Subscription",
     "__version__",
+    "stage",
 )

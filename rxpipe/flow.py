@@ -410,6 +410,15 @@ class Flow(Generic[T_co]):
         """
         if not isinstance(stage, Stage):
             raise TypeError(f"via() needs a Stage, got {type(stage).__name__} {stage!r}")
+        nodes = getattr(stage, "nodes", None)
+        if isinstance(nodes, tuple):  # a Fragment: splice its stages, so each is reported
+            flow: Flow[Any] = self
+            for node in nodes:
+                label = node.name if name is None else f"{name}/{node.name}"
+                if label in flow.stage_names:
+                    label = None
+                flow = flow._add(node.stage, label, node.errors, node.restart)
+            return flow
         return self._add(stage, name, errors, restart)
 
     # -- terminals -------------------------------------------------------------------------

@@ -255,6 +255,10 @@ class LinearLogic(StageLogic[InT, OutT]):
         rest = self.on_finish()
         if rest is not None:
             self._pending = itertools.chain(self._pending or (), rest)
+        if self._pending is not None and not self.ports.can_push():
+            # Look ahead: completion must not wait for demand when nothing is left to emit.
+            item = next(self._pending, _NOTHING)
+            self._pending = None if item is _NOTHING else itertools.chain((item,), self._pending)
         if self._pending is None:
             self.ports.complete()
         elif self.ports.can_push():

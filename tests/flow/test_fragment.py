@@ -1,0 +1,89 @@
+"""rxpipe.stage() fragments: reusable chains, spliced by via(), run as processors."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from rxpipe import Flow, Fragment, PullEngine, stage
+from rxpipe.engines.base import Engine, Plan
+from rxpipe.stages.errors import Node
+from rxpipe.stages.sources import IterableSource
+from rxpipe.testing import verify_processor
+
+double_odds = stage().filter(lambda x: x % 2 == 1).map(lambda x: x * 2, name="double")
+
+
+def test_fragment_is_reusable_and_immutable(engine: Engine) -> None:
+    assert isinstance(double_odds, Fragment)
+    a = Flow.range(6).via(double_odds)
+    b = Flow.of(7, 8).via(double_odds).map(str)
+    assert a.to_list(engine=engine) == [2, 6, 10]
+    assert b.to_list(engine=engine) == ["14"]
+    assert double_odds.nodes[0].name == "filter"  # unchanged by use
+
+
+def test_via_fragment_splices_named_stages_into_the_report(engine: Engine) -> None:
+    flow = Flow.range(6).filter(bool).via(double_odds)
+    assert flow.stage_names == ("range", "filter", "filter#2", "double")
+    report = flow.run(engine=engine)
+    assert report.stages["double"].emitted == 3
+
+
+def test_via_fragment_with_a_name_prefixes_its_stages() -> None:
+    flow = Flow.range(3).via(double_odds, name="odd")
+    assert flow.stage_names == ("range", "odd/filter", "odd/double")
+
+
+def test_fragment_operators_validate_when_built() -> None:
+    with pytest.raises(ValueError, match="take"):
+        stage().take(-1)
+    with pytest.raises(TypeError, match="callable"):
+        stage().map(42)
+
+
+def test_fragment_cannot_run_on_its_own() -> None:
+    with pytest.raises(ValueError, match="empty fragment"):
+        stage().to_processor()
+
+
+@pytest.mark.parametrize("fuse", [True, False])
+def test_fragment_as_one_stage_runs_its_own_interpreter(fuse: bool) -> None:
+    frag = stage().flat_map(lambda x: [x, x]).chunk(3).map(sum)
+    plan = Plan(IterableSource(range(5)), "range", (Node("frag", frag),))
+    run = PullEngine(fuse=fuse).open(plan)
+    assert list(run) == [0 + 0 + 1, 1 + 2 + 2, 3 + 3 + 4, 4]
+
+
+PROCESSORS: dict[str, Callable[[], Any]] = {
+    "map": lambda: stage().map(lambda x: x).to_processor(),
+    "map-buffer": lambda: stage().map(lambda x: x).buffer(3).to_processor(prefetch=4),
+    "flat_map-take_while": lambda: (
+        stage().flat_map(lambda x: [x]).take_while(lambda x: True).to_processor(prefetch=1)
+    ),
+    "filter-skip0": lambda: stage().filter(lambda x: True).skip(0).to_processor(prefetch=64),
+}
+
+
+@pytest.mark.parametrize("shape", sorted(PROCESSORS))
+@pytest.mark.timeout(120)
+def test_processor_passes_the_kit(shape: str) -> None:
+    verify_processor(PROCESSORS[shape])
+
+
+def test_processor_between_two_flows() -> None:
+    proc = stage().map(lambda x: x + 1).filter(lambda x: x % 3 != 0).to_processor(prefetch=5)
+    Flow.range(20).to_publisher().subscribe(proc)
+    assert Flow.from_publisher(proc, prefetch=3).to_list() == [
+        x + 1 for x in range(20) if (x + 1) % 3 != 0
+    ]
+
+
+def test_processor_passes_stage_errors_downstream() -> None:
+    proc = stage().map(lambda x: 10 // (x - 3), name="divide").to_processor()
+    Flow.range(10).to_publisher().subscribe(proc)
+    with pytest.raises(ZeroDivisionError) as info:
+        Flow.from_publisher(proc).to_list()
+    assert "rxpipe: raised in stage 'divide'" in info.value.__notes__
