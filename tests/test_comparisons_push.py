@@ -99,30 +99,79 @@ def test_plot_is_written(tmp_path: Path) -> None:
     assert path.read_bytes().startswith(b"\x89PNG")
 
 
+def _cell(row: str) -> str:
+    """The first cell of a Markdown table row."""
+    return row.split(" | ")[0].removeprefix("| ")
+
+
+def _add_up(formula: str) -> int:
+    """``"3 x 4 + 3 + 1"`` -> 16: the bound's formula as the table shows it."""
+    total = 0
+    for term in formula.split(" + "):
+        factors = [int(f) for f in term.split(" x ")]
+        total += factors[0] * factors[1] if len(factors) == 2 else factors[0]
+    return total
+
+
 def test_push_memory_measures_a_peak_and_computes_the_bounds() -> None:
     size = 64 * 1024
     m = push_memory.measure_memory(6, repeats=1, size=size, pause=0.0)
     names = m.names
+    last = push_memory.BUFFERS[-1]
+    for b in push_memory.BUFFERS:
+        for name in (
+            f"push asyncio, buffer {b}",
+            f"push threads, buffer {b}",
+            f"push asyncio, buffer {b}, async for + await",
+        ):
+            assert name in names
     for runtime in ("asyncio", "threads"):
-        for b in push_memory.BUFFERS:
-            assert f"push {runtime}, buffer {b}" in names
-    assert "pull, fused" in names
+        assert f"push {runtime}, buffer {last}, foreach_async" in names
+    window = push_memory.WINDOW
+    boundaries = f"pull, buffer({window}) boundaries"
+    assert {"pull, fused", boundaries, f"{boundaries}, foreach_async"} <= set(names)
     assert m.footprint >= size
-    stages = len(
-        Flow.from_iterable([]).map(push_memory.touch).filter(push_memory.keep).plan.names()
-    )
+
+    plan = Flow.from_iterable([]).map(push_memory.touch).filter(push_memory.keep).plan
+    stages = len(plan.names())
     for r in m.results:
         assert r.peak_bytes > 0, r.case.name
-        assert r.case.bound_items > 0
         assert r.bound_bytes == r.case.bound_items * m.footprint
-    b4 = m["push threads, buffer 4"]
-    plan = Flow.from_iterable([]).map(push_memory.touch).filter(push_memory.keep).plan
-    assert b4.case.bound_items == PushEngine(buffer=4).in_flight_bound(plan) == 3 * 4 + stages
-    assert m["pull, fused"].case.bound_items == stages
+        # the formula shown next to the bound adds up to it
+        assert _add_up(r.case.bound_text) == r.case.bound_items, r.case.name
+        assert r.case.note in push_memory.NOTES, r.case.name
+    # push: sum(buffers) + stages + the consumer's item, as the engine documents it
+    for b in push_memory.BUFFERS:
+        for engine in (PushEngine(buffer=b), PushEngine(buffer=b, runtime="threads")):
+            bound = engine.in_flight_bound(plan)
+            assert bound == 3 * b + stages + 1
+            assert m[f"push {engine.runtime}, buffer {b}"].case.bound_items == bound
+        assert m[f"push asyncio, buffer {b}, async for + await"].case.bound_items == (
+            3 * b + stages + 1
+        )
+    for runtime in ("asyncio", "threads"):
+        assert m[f"push {runtime}, buffer {last}, foreach_async"].case.bound_items == (
+            3 * last + stages + 1
+        )
+    # pull: one item per (non-boundary) stage, n per buffer(n) boundary, the consumer's item
+    assert m["pull, fused"].case.bound_items == stages + 1
+    bplan = (
+        Flow.from_iterable([])
+        .buffer(window)
+        .map(push_memory.touch)
+        .buffer(window)
+        .filter(push_memory.keep)
+        .plan
+    )
+    assert push_memory.pull_in_flight_bound(bplan) == stages + 2 * window + 1
+    assert m[boundaries].case.bound_items == stages + 2 * window + 1
+    assert m[f"{boundaries}, foreach_async"].case.bound_items == stages + 2 * window + 1
 
     text = push_memory.render(m)
     assert text.startswith("## ")
     rows = _rows(text)
     for r in m.results:
-        row = next(row for row in rows if row.startswith(f"| {r.case.name}"))
+        row = next(row for row in rows if _cell(row) == r.case.name)
         assert "**MET**" in row or "**NOT MET" in row
+        assert row.endswith(f"| ({r.case.note}) |")
+        assert push_memory.NOTES[r.case.note] in text
