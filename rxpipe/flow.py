@@ -8,11 +8,19 @@ method carries the operator's whole documentation, with the four-line demand con
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+)
 from typing import TYPE_CHECKING, Any, Final, Generic, Literal, TypeVar, final, overload
 
 from rxpipe.engines.base import Engine, Plan, ensure_no_running_loop
 from rxpipe.stages._base import Stage
+from rxpipe.stages.async_map import MapAsync
 from rxpipe.stages.buffering import Buffer, Overflow
 from rxpipe.stages.errors import ErrorMode, Node, Result, check_errors
 from rxpipe.stages.simple import (
@@ -274,6 +282,40 @@ class Flow(Generic[T_co]):
             TypeError: ``f`` is not callable.
         """
         return self._add(FlatMap(f), name, errors)
+
+    def map_async(
+        self,
+        f: Callable[[T_co], Awaitable[R]],
+        *,
+        concurrency: int = 1,
+        ordered: bool = True,
+        name: str | None = None,
+        errors: ErrorMode = "raise",
+    ) -> Flow[R]:
+        """Await ``f(item)`` for each item, with at most ``concurrency`` calls running at once.
+
+        The flow then needs an event loop (sync terminals run one of their own). In ordered
+        mode the outputs keep the input order; a finished result waiting for an earlier one
+        does not hold a call slot, and at most ``4 * concurrency`` items are running or
+        waiting. Unordered mode emits each result as soon as it is ready.
+
+        - Emits when: the next result (ordered) or any result (unordered) is ready.
+        - Backpressures when: ``concurrency`` calls run, or the window is full, and
+          downstream does not take the finished results.
+        - Completes when: upstream completed and every call finished and was emitted.
+        - Cancels when: downstream cancels (running calls are cancelled, counted as lost).
+
+        Args:
+            f: an ``async def`` function (or any callable returning an awaitable).
+            concurrency: the most calls running at once, >= 1.
+            ordered: keep the input order (``True``) or emit as results arrive.
+            errors: as for :meth:`map`; ``"result"`` and ``"skip"`` keep the output order.
+
+        Raises:
+            TypeError: ``f`` is not callable, or ``ordered`` is not a bool.
+            ValueError: ``concurrency`` < 1.
+        """
+        return self._add(MapAsync(f, concurrency, ordered, errors), name)
 
     def take(self, n: int, *, name: str | None = None) -> Flow[T_co]:
         """The first ``n`` items, then cancel upstream and complete.

@@ -24,7 +24,7 @@ from __future__ import annotations
 import itertools
 import operator
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 __all__ = (
@@ -42,6 +42,9 @@ InT_co = TypeVar("InT_co", covariant=True)
 OutT_contra = TypeVar("OutT_contra", contravariant=True)
 
 _NOTHING: Any = object()
+
+#: The callback of :meth:`Ports.schedule`: ``done(result, error)``.
+Done = Callable[[Any, BaseException | None], None]
 
 
 class StageStats:
@@ -125,6 +128,17 @@ class Ports(Protocol[InT_co, OutT_contra]):
         """Whether upstream finished, failed or was cancelled."""
         ...
 
+    def schedule(self, work: Callable[[], Awaitable[Any]], done: Done) -> None:
+        """Run ``work()`` on the engine's event loop; call ``done(result, error)`` when it ends.
+
+        The one hook for asynchronous work (``map_async``, executors, timers): a logic never
+        awaits. ``done`` is called later, serially with the other callbacks, with ``error``
+        set (and ``result`` ``None``) if the work raised. Only stages whose blueprint sets
+        ``is_async = True`` may schedule: that is what makes engines give them a loop. When
+        the run stops, work still running is cancelled and ``done`` is not called.
+        """
+        ...
+
 
 class StageLogic(Generic[InT, OutT]):
     """The run-time half of a stage: reacts to port events, acts through ``self.ports``.
@@ -174,12 +188,15 @@ class Stage(ABC, Generic[InT, OutT]):
 
     Subclasses are frozen dataclasses. ``operator`` names the stage by default (``"map"``,
     ``"map#2"`` for the second map of a flow). ``user_code`` marks stages that run user
-    functions, which accept an ``errors=`` surface; ``stateful`` ones accept ``restart=True``.
+    functions, which accept an ``errors=`` surface; ``stateful`` ones accept ``restart=True``;
+    ``is_async`` ones may use :meth:`Ports.schedule`.
     """
 
     operator: ClassVar[str] = "stage"
     user_code: ClassVar[bool] = False
     stateful: ClassVar[bool] = False
+    #: True for stages that schedule asynchronous work: the flow then runs on an event loop.
+    is_async: ClassVar[bool] = False
 
     @abstractmethod
     def create_logic(self, ports: Ports[InT, OutT]) -> StageLogic[InT, OutT]:

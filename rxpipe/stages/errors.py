@@ -8,11 +8,11 @@ lets the exception escape the callback and calls :func:`annotate`, then fails th
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Final, Generic, Literal, TypeVar, final
 
-from rxpipe.stages._base import Ports, Stage, StageLogic, StageStats
+from rxpipe.stages._base import Done, Ports, Stage, StageLogic, StageStats
 
 __all__ = ("ErrorMode", "Node", "Result", "annotate", "check_errors", "create_logic")
 
@@ -141,6 +141,15 @@ class _Supervisor(StageLogic[Any, Any]):
 
     def is_upstream_closed(self) -> bool:
         return self.ports.is_upstream_closed()
+
+    def schedule(self, work: Callable[[], Awaitable[Any]], done: Done) -> None:
+        item = self._current  # the item this work is for, for the error surface
+
+        def guarded(result: Any, error: BaseException | None) -> None:
+            self._current = item
+            self._guard(lambda: done(result, error))
+
+        self.ports.schedule(work, guarded)
 
     # -- logic seen by the engine ----------------------------------------------------------
     def pre_start(self) -> None:

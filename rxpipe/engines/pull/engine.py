@@ -12,15 +12,17 @@ error inside a running one.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from typing import Any, Final, final
 
 from rxpipe.engines.base import Engine, Plan, Run, iterate_on_private_loop
 from rxpipe.engines.pull.boundary import Boundary
 from rxpipe.engines.pull.fused import FusedRun, is_fusible
 from rxpipe.engines.pull.interpreter import Interpreter
-from rxpipe.stages._base import StageStats
+from rxpipe.stages._base import Done, StageStats
 from rxpipe.stages.buffering import Buffer
 from rxpipe.stages.errors import Node, annotate
 from rxpipe.telemetry.report import Report
@@ -95,6 +97,8 @@ def _drive(interp: Interpreter, src: Iterator[Any], upstream: StageStats) -> Ite
             if not interp.output and not interp.finished:
                 interp.demand()
                 while not interp.output and not interp.finished:
+                    if interp.scheduled:
+                        raise RuntimeError(_NO_LOOP)
                     if not interp.input_wanted:
                         raise RuntimeError(_STALL)
                     try:
@@ -123,30 +127,85 @@ def _drive(interp: Interpreter, src: Iterator[Any], upstream: StageStats) -> Ite
 async def _adrive(
     interp: Interpreter, src: AsyncIterator[Any], upstream: StageStats
 ) -> AsyncIterator[Any]:
-    """The async twin of :func:`_drive`."""
+    """The async twin of :func:`_drive`, which also runs the work stages schedule.
+
+    While work is running, the segment waits for whichever comes first: a finished piece of
+    work, or the input item a stage asked for. With no work in flight it simply awaits input.
+    """
+    loop = asyncio.get_running_loop()
+    running: set[asyncio.Task[Any]] = set()
+    finished: deque[tuple[int, Done, Any, BaseException | None]] = deque()
+    wake: list[asyncio.Future[None]] = []
+    input_task: asyncio.Task[Any] | None = None
+
+    def on_work_end(index: int, done: Done, task: asyncio.Task[Any]) -> None:
+        running.discard(task)
+        if task.cancelled():
+            return
+        error = task.exception()
+        finished.append((index, done, None if error is not None else task.result(), error))
+        if wake and not wake[0].done():
+            wake[0].set_result(None)
+
+    def start_work() -> None:
+        scheduled = interp.scheduled
+        while scheduled:
+            index, work, done = scheduled.pop(0)
+            task = loop.create_task(_await(work))
+            running.add(task)
+            task.add_done_callback(functools.partial(on_work_end, index, done))
+
+    async def next_input() -> None:
+        try:
+            item = await anext(src)
+        except StopAsyncIteration:
+            interp.feed_end()
+        except Exception as exc:
+            interp.feed_error(annotate(exc, upstream.name))
+        else:
+            interp.feed(item)
+
     interp.start()
     try:
         while True:
-            if not interp.output and not interp.finished:
-                interp.demand()
-                while not interp.output and not interp.finished:
-                    if not interp.input_wanted:
-                        raise RuntimeError(_STALL)
-                    try:
-                        item = await anext(src)
-                    except StopAsyncIteration:
-                        interp.feed_end()
-                    except Exception as exc:
-                        interp.feed_error(annotate(exc, upstream.name))
-                    else:
-                        interp.feed(item)
+            while finished:
+                interp.work_done(*finished.popleft())
+            start_work()
             if interp.output:
                 yield interp.output.popleft()
-            elif interp.finished:
+                continue
+            if interp.finished:
                 if interp.error is not None:
                     raise interp.error
                 return
+            interp.demand()
+            start_work()
+            if interp.output or interp.finished or finished:
+                continue
+            if not running:
+                if not interp.input_wanted:
+                    raise RuntimeError(_STALL)
+                await next_input()  # nothing else can happen meanwhile: no task needed
+                start_work()
+                continue
+            if interp.input_wanted and input_task is None:
+                input_task = loop.create_task(next_input())
+            waiter: asyncio.Future[None] = loop.create_future()
+            wake[:] = [waiter]
+            waits: set[asyncio.Future[Any]] = {waiter}
+            if input_task is not None:
+                waits.add(input_task)
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            wake.clear()
+            if input_task is not None and input_task.done():
+                task, input_task = input_task, None
+                task.result()  # next_input handles its errors; this re-raises only bugs
     finally:
+        pending = [*running, *([input_task] if input_task is not None else [])]
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
         if not interp.finished:
             interp.cancel()
         interp.stop()
@@ -155,6 +214,15 @@ async def _adrive(
             await close()
 
 
+async def _await(work: Callable[[], Awaitable[Any]]) -> Any:
+    """Run one piece of scheduled work (a coroutine function, or any awaitable factory)."""
+    return await work()
+
+
+_NO_LOOP: Final = (
+    "a stage scheduled asynchronous work in a run without an event loop; its blueprint must "
+    "set is_async = True"
+)
 _STALL: Final = (
     "a stage neither pushed nor pulled after on_pull: its logic breaks the port protocol"
 )

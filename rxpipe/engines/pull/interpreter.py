@@ -10,10 +10,10 @@ is how the same interpreter serves sync iteration, async iteration and publisher
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Final, final
 
-from rxpipe.stages._base import StageLogic, StageStats
+from rxpipe.stages._base import Done, StageLogic, StageStats
 from rxpipe.stages.errors import Node, annotate, create_logic
 
 __all__ = ("Interpreter",)
@@ -24,6 +24,7 @@ _ON_FINISH: Final = 2
 _ON_FAILURE: Final = 3
 _ON_CANCEL: Final = 4
 _PRE_START: Final = 5
+_ON_DONE: Final = 6
 
 _EMPTY: Final = object()
 
@@ -105,6 +106,9 @@ class _Ports:
     def is_upstream_closed(self) -> bool:
         return self._in_closed
 
+    def schedule(self, work: Callable[[], Awaitable[Any]], done: Done) -> None:
+        self.interp.scheduled.append((self.index, work, done))
+
 
 @final
 class Interpreter:
@@ -123,6 +127,7 @@ class Interpreter:
         "input_closed",
         "input_wanted",
         "output",
+        "scheduled",
         "stats",
     )
 
@@ -139,6 +144,8 @@ class Interpreter:
         self.error: BaseException | None = None
         self.input_wanted = False
         self.input_closed = False
+        #: Work the stages asked for, not yet started by the driver: (stage, work, done).
+        self.scheduled: list[tuple[int, Callable[[], Awaitable[Any]], Done]] = []
 
     # -- driver side -----------------------------------------------------------------------
     def start(self) -> None:
@@ -173,6 +180,13 @@ class Interpreter:
     def feed_error(self, error: BaseException) -> None:
         """The input failed."""
         self._close_input((_ON_FAILURE, 0, error))
+
+    def work_done(self, index: int, done: Done, result: Any, error: BaseException | None) -> None:
+        """Deliver the end of scheduled work to the stage that asked for it."""
+        if self._ports[index]._out_closed and self._ports[index]._in_closed:
+            return  # the stage already stopped
+        self._events.append((_ON_DONE, index, (done, result, error)))
+        self._run()
 
     def cancel(self) -> None:
         """Downstream of the chain is gone: every stage stops, and what they held is lost."""
@@ -270,6 +284,9 @@ class Interpreter:
                     logic.on_upstream_failure(arg)
                 elif kind == _ON_CANCEL:
                     logic.on_downstream_finish()
+                elif kind == _ON_DONE:
+                    done, result, error = arg
+                    done(result, error)
                 else:
                     logic.pre_start()
             except Exception as exc:

@@ -34,6 +34,7 @@ from rxpipe.engines.push.channel import AsyncChannel
 from rxpipe.engines.push.ports import PushPorts
 from rxpipe.engines.push.runners import (
     PassThrough,
+    run_async_stage_threads,
     run_overflow_async,
     run_overflow_threads,
     run_simple_async,
@@ -226,7 +227,10 @@ class PushRun(Run[Any]):
         targets += [
             (run_overflow_threads, (p, self._channels[i + 1], policy))
             if (policy := _overflow(node)) is not None
-            else (run_stage_threads, (p, self._channels[i + 1]))
+            else (
+                run_async_stage_threads if node.stage.is_async else run_stage_threads,
+                (p, self._channels[i + 1]),
+            )
             for i, (p, node) in enumerate(zip(self._ports, self._plan.nodes, strict=True))
         ]
         names = self._plan.names()

@@ -11,9 +11,11 @@ callback.
 
 from __future__ import annotations
 
+from collections import deque
+from collections.abc import Awaitable, Callable
 from typing import Any, Final, final
 
-from rxpipe.stages._base import StageLogic, StageStats
+from rxpipe.stages._base import Done, StageLogic, StageStats
 from rxpipe.stages.errors import annotate
 
 __all__ = ("COMPLETE", "NOTHING", "PushPorts")
@@ -38,6 +40,7 @@ class PushPorts:
         "out_closed",
         "out_item",
         "out_pulled",
+        "scheduled",
         "stats",
     )
 
@@ -52,6 +55,8 @@ class PushPorts:
         self.out_pulled = False
         self.out_closed = False
         self.end: Any = NOTHING
+        #: Work the logic asked for, not yet started by the runner.
+        self.scheduled: deque[tuple[Callable[[], Awaitable[Any]], Done]] = deque()
 
     def pull(self) -> None:
         if not self.in_closed:
@@ -100,6 +105,9 @@ class PushPorts:
 
     def is_upstream_closed(self) -> bool:
         return self.in_closed
+
+    def schedule(self, work: Callable[[], Awaitable[Any]], done: Done) -> None:
+        self.scheduled.append((work, done))
 
     def call(self, callback: Any, *args: Any) -> None:
         """Run a logic callback; what it raises fails the stage (``errors="raise"``)."""

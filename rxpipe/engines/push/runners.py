@@ -8,7 +8,11 @@ one blocks.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+import asyncio
+import functools
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from rxpipe.engines.push._channel_common import (
@@ -19,12 +23,13 @@ from rxpipe.engines.push._channel_common import (
 )
 from rxpipe.engines.push.ports import COMPLETE, NOTHING, PushPorts
 from rxpipe.errors import MissingBackpressureError
-from rxpipe.stages._base import StageLogic, StageStats
+from rxpipe.stages._base import Done, StageLogic, StageStats
 from rxpipe.stages.buffering import Overflow
 from rxpipe.stages.errors import annotate
 
 __all__ = (
     "PassThrough",
+    "run_async_stage_threads",
     "run_overflow_async",
     "run_overflow_threads",
     "run_simple_async",
@@ -45,13 +50,58 @@ def _finish_outbox(p: PushPorts, outbox: Any) -> None:
         outbox.fail(p.end)
 
 
+def _deliver(p: PushPorts, outcome: Any, error: BaseException | None) -> None:
+    """Hand a receive's outcome to the logic: an item, the end, or upstream's failure."""
+    logic = p.logic
+    p.in_pulled = False
+    if error is None:
+        p.item = outcome
+        p.call(logic.on_push)
+        return
+    p.in_closed = True
+    if isinstance(error, EndOfChannel):
+        p.call(logic.on_upstream_finish)
+    elif not isinstance(error, ClosedChannelError | BrokenChannelError):
+        p.call(logic.on_upstream_failure, error)  # upstream failed: the channel carries it
+
+
 async def run_stage_async(p: PushPorts, outbox: Any) -> None:
-    """Drive one stage's logic on asyncio channels until it ends."""
+    """Drive one stage's logic on asyncio channels until it ends.
+
+    Work the logic schedules runs as tasks beside it; while any runs, the stage waits for
+    whichever comes first, a finished piece of work or the input item it asked for.
+    """
     logic = p.logic
     inbox = p.inbox
+    loop = asyncio.get_running_loop()
+    running: set[asyncio.Task[Any]] = set()
+    finished: deque[tuple[Done, Any, BaseException | None]] = deque()
+    wake: list[asyncio.Future[None]] = []
+    receiving: asyncio.Task[Any] | None = None
+
+    def on_work_end(done: Done, task: asyncio.Task[Any]) -> None:
+        running.discard(task)
+        if task.cancelled():
+            return
+        error = task.exception()
+        finished.append((done, None if error is not None else task.result(), error))
+        if wake and not wake[0].done():
+            wake[0].set_result(None)
+
+    def start_work() -> None:
+        while p.scheduled:
+            work, done = p.scheduled.popleft()
+            task = loop.create_task(_await(work))
+            running.add(task)
+            task.add_done_callback(functools.partial(on_work_end, done))
+
     try:
         p.call(logic.pre_start)
         while True:
+            start_work()
+            while finished:
+                p.call(*finished.popleft())
+                start_work()
             if p.out_item is not NOTHING:
                 item = p.out_item
                 try:
@@ -64,39 +114,57 @@ async def run_stage_async(p: PushPorts, outbox: Any) -> None:
                     p.call(logic.on_downstream_finish)
                 else:
                     p.out_item = NOTHING
+                continue
             if p.end is not NOTHING:
                 _finish_outbox(p, outbox)
                 return
             if p.out_closed and p.in_closed:
                 return
-            if p.in_pulled:
-                try:
-                    item = await inbox.receive()
-                except EndOfChannel:
-                    p.in_closed = True
-                    p.in_pulled = False
-                    p.call(logic.on_upstream_finish)
-                except (ClosedChannelError, BrokenChannelError):
-                    p.in_closed = True
-                    p.in_pulled = False
-                except Exception as exc:  # upstream failed: the channel carries its error
-                    p.in_closed = True
-                    p.in_pulled = False
-                    p.call(logic.on_upstream_failure, exc)
-                else:
-                    p.in_pulled = False
-                    p.item = item
-                    p.call(logic.on_push)
-            elif not p.out_pulled and not p.out_closed:
+            if receiving is not None and receiving.done():
+                task, receiving = receiving, None
+                error = task.exception()
+                _deliver(p, None if error is not None else task.result(), error)
+                continue
+            if not p.out_pulled and not p.out_closed:
                 p.out_pulled = True
                 p.call(logic.on_pull)
-            elif p.out_item is NOTHING and p.end is NOTHING:
-                p.fail(RuntimeError(_STALL.format(p.stats.name)))
+                continue
+            if p.in_pulled and receiving is None:
+                if not running:
+                    try:
+                        item = await inbox.receive()
+                    except Exception as exc:
+                        _deliver(p, None, exc)
+                    else:
+                        _deliver(p, item, None)
+                    continue
+                receiving = loop.create_task(inbox.receive())
+            if running or receiving is not None:
+                waiter: asyncio.Future[None] = loop.create_future()
+                wake[:] = [waiter]
+                waits: set[asyncio.Future[Any]] = {waiter}
+                if receiving is not None:
+                    waits.add(receiving)
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+                wake.clear()
+                continue
+            p.fail(RuntimeError(_STALL.format(p.stats.name)))
     finally:
+        pending = [*running, *([receiving] if receiving is not None else [])]
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+        if receiving is not None and not receiving.cancelled() and receiving.exception() is None:
+            p.stats.lost += 1  # an item arrived while the stage was stopping
         p.stats.lost += p.held()
         p.out_item = NOTHING
         p.item = NOTHING
         logic.post_stop()
+
+
+async def _await(work: Callable[[], Awaitable[Any]]) -> Any:
+    return await work()
 
 
 def run_stage_threads(p: PushPorts, outbox: Any) -> None:
@@ -369,3 +437,44 @@ async def run_simple_async(p: PushPorts, outbox: Any, fn: Any, keep: bool) -> No
         stats.received += received
         stats.emitted += emitted
         stats.filtered += filtered
+
+
+class _ThreadChannelForLoop:
+    """A thread channel seen through the asyncio channel's API, by one event loop.
+
+    Ready items move with the non-blocking calls; a wait runs on a small private pool, so the
+    loop (and the work scheduled on it) keeps running. Closing either side of the channel
+    wakes a blocked wait, so no pool thread outlives the run.
+    """
+
+    __slots__ = ("_ch", "_pool")
+
+    def __init__(self, ch: Any, pool: ThreadPoolExecutor) -> None:
+        self._ch = ch
+        self._pool = pool
+
+    async def receive(self) -> Any:
+        try:
+            return self._ch.receive_nowait()
+        except WouldBlock:
+            return await asyncio.get_running_loop().run_in_executor(self._pool, self._ch.receive)
+
+    async def send(self, item: Any) -> None:
+        try:
+            self._ch.send_nowait(item)
+        except WouldBlock:
+            await asyncio.get_running_loop().run_in_executor(self._pool, self._ch.send, item)
+
+    def __getattr__(self, name: str) -> Any:  # close, fail, close_receiving, *_nowait, ...
+        return getattr(self._ch, name)
+
+
+def run_async_stage_threads(p: PushPorts, outbox: Any) -> None:
+    """A stage that schedules async work, on the threads runtime: its own loop, in its thread."""
+    with ThreadPoolExecutor(2, thread_name_prefix=f"rxpipe-{p.stats.name}-io") as pool:
+        inbox = p.inbox
+        p.inbox = _ThreadChannelForLoop(inbox, pool)
+        try:
+            asyncio.run(run_stage_async(p, _ThreadChannelForLoop(outbox, pool)))
+        finally:
+            p.inbox = inbox
