@@ -13,9 +13,11 @@ from collections.abc import (
     AsyncIterator,
     Awaitable,
     Callable,
+    Hashable,
     Iterable,
     Iterator,
 )
+from concurrent.futures import Executor
 from typing import TYPE_CHECKING, Any, Final, Generic, Literal, TypeVar, final, overload
 
 from rxpipe.engines.base import Engine, Plan, ensure_no_running_loop
@@ -23,6 +25,7 @@ from rxpipe.stages._base import Stage
 from rxpipe.stages.async_map import MapAsync
 from rxpipe.stages.buffering import Buffer, Overflow
 from rxpipe.stages.errors import ErrorMode, Node, Result, check_errors
+from rxpipe.stages.fan_out import Parallel, Partition
 from rxpipe.stages.simple import (
     Chunk,
     Filter,
@@ -316,6 +319,69 @@ class Flow(Generic[T_co]):
             ValueError: ``concurrency`` < 1.
         """
         return self._add(MapAsync(f, concurrency, ordered, errors), name)
+
+    def parallel(
+        self,
+        n: int,
+        stage: Stage[Any, R],
+        *,
+        ordered: bool = False,
+        executor: Executor | None = None,
+        batch: int = 1,
+        name: str | None = None,
+    ) -> Flow[R]:
+        """Run ``n`` copies of ``stage`` (a Stage or a ``rxpipe.stage()`` fragment), fanned
+        out and merged.
+
+        Each copy has its own state and takes one item at a time while any is free. Without
+        an executor the copies run on the engine: they overlap where they wait (a
+        ``map_async`` inside them). With ``executor=`` (threads, processes, a Dask client's
+        ``get_executor()``) each batch of ``batch`` items runs the stage afresh there, ``n``
+        batches at a time; what goes to another process must pickle.
+
+        - Emits when: a copy produced an output (``ordered=False``), or the outputs of the
+          next item in input order are ready (``ordered=True``).
+        - Backpressures when: every copy is busy, or the merged outputs wait for downstream.
+        - Completes when: upstream completed and every copy finished.
+        - Cancels when: downstream cancels, or a copy fails (every copy stops).
+
+        Args:
+            n: the number of copies (and of batches in flight on an executor), >= 1.
+            stage: what each copy runs.
+            ordered: keep the input order of outputs.
+            executor: a ``concurrent.futures.Executor`` to run the stage on.
+            batch: items per executor task (amortizes per-task overhead, e.g. on Dask).
+
+        Raises:
+            TypeError: ``stage`` is not a Stage or fragment, ``executor`` not an Executor.
+            ValueError: ``n`` < 1, ``batch`` < 1, or ``batch`` without ``executor``.
+        """
+        return self._add(Parallel(n, stage, ordered, executor, batch), name)
+
+    def partition(
+        self,
+        key: Callable[[T_co], Hashable],
+        n: int,
+        stage: Stage[Any, R],
+        *,
+        name: str | None = None,
+    ) -> Flow[R]:
+        """Route each item by ``key(item)`` to one of ``n`` copies of ``stage``.
+
+        Items with the same key go to the same copy, in order, so their order holds; items
+        of different keys run on different copies. Memory is bounded by the copies, not by
+        the number of keys: an item whose copy is busy waits, and the stage stops pulling.
+
+        - Emits when: a copy produced an output.
+        - Backpressures when: the copy of the next item is busy.
+        - Completes when: upstream completed and every copy finished.
+        - Cancels when: downstream cancels, or a copy fails.
+
+        Raises:
+            TypeError: ``key`` is not callable, ``stage`` not a Stage or fragment.
+            ValueError: ``n`` < 1.
+        """
+        return self._add(Partition(key, n, stage), name)
 
     def take(self, n: int, *, name: str | None = None) -> Flow[T_co]:
         """The first ``n`` items, then cancel upstream and complete.

@@ -8,15 +8,15 @@ the Report), and ``fragment.to_processor()`` runs it as a Reactive Streams proce
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, ClassVar, Final, Generic, TypeVar, final
 
-from rxpipe.engines.pull.interpreter import Interpreter
 from rxpipe.engines.pull.processor import FlowProcessor
 from rxpipe.flow import Flow
 from rxpipe.spec import Processor
 from rxpipe.stages._base import Ports, Stage, StageLogic, StageStats
 from rxpipe.stages.buffering import Overflow
+from rxpipe.stages.chain import Interpreter
 from rxpipe.stages.errors import ErrorMode, Node
 from rxpipe.stages.sources import Source
 
@@ -129,6 +129,21 @@ class Fragment(Stage[InT, T], Generic[InT, T]):
     ) -> Fragment[InT, T]:
         """See :meth:`rxpipe.Flow.buffer`."""
         return self._of(self._flow().buffer(n, overflow=overflow, name=name))
+
+    def map_async(
+        self,
+        f: Callable[[T], Awaitable[R]],
+        *,
+        concurrency: int = 1,
+        ordered: bool = True,
+        name: str | None = None,
+        errors: ErrorMode = "raise",
+    ) -> Fragment[InT, R]:
+        """See :meth:`rxpipe.Flow.map_async`."""
+        flow = self._flow().map_async(
+            f, concurrency=concurrency, ordered=ordered, name=name, errors=errors
+        )
+        return self._of(flow)
 
     def via(
         self,

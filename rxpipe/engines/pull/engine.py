@@ -21,9 +21,9 @@ from typing import Any, Final, final
 from rxpipe.engines.base import Engine, Plan, Run, iterate_on_private_loop
 from rxpipe.engines.pull.boundary import Boundary
 from rxpipe.engines.pull.fused import FusedRun, is_fusible
-from rxpipe.engines.pull.interpreter import Interpreter
 from rxpipe.stages._base import Done, StageStats
 from rxpipe.stages.buffering import Buffer
+from rxpipe.stages.chain import Interpreter
 from rxpipe.stages.errors import Node, annotate
 from rxpipe.telemetry.report import Report
 

@@ -14,7 +14,6 @@ from collections import deque
 from collections.abc import Sequence
 from typing import Any, Final, Generic, TypeVar, final
 
-from rxpipe.engines.pull.interpreter import Interpreter
 from rxpipe.errors import MissingBackpressureError
 from rxpipe.spec import (
     MAX_DEMAND,
@@ -26,6 +25,7 @@ from rxpipe.spec import (
     report_subscriber_error,
 )
 from rxpipe.stages._base import StageStats
+from rxpipe.stages.chain import Interpreter
 from rxpipe.stages.errors import Node
 
 __all__ = ("FlowProcessor",)

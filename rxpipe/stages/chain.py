@@ -1,4 +1,8 @@
-"""The generic pull interpreter: runs any chain of stage logics on the caller's thread.
+"""The generic interpreter: runs any chain of stage logics on the caller's thread.
+
+It lives with the stage model because it does no I/O and knows no engine: the pull engine
+runs its generic path on it, and composite stages (fragments, ``parallel``, ``partition``) run
+their sub-chains on it, on whichever engine runs them.
 
 Every port action becomes an event on one queue, processed in a loop, so a ``push`` never
 calls the next stage's ``on_push`` directly: the call stack stays flat however long the chain
@@ -152,6 +156,10 @@ class Interpreter:
         """Run every stage's ``pre_start``."""
         self._events.extend((_PRE_START, i, None) for i in range(len(self._ports)))
         self._run()
+
+    def wants_output(self) -> bool:
+        """Whether the chain was asked for an item it has not produced yet."""
+        return self._ports[-1]._out_pulled
 
     def demand(self) -> None:
         """Downstream of the chain wants one more item."""

@@ -1,0 +1,476 @@
+"""Fan-out and fan-in around a stage: ``parallel`` and ``partition``.
+
+Both run ``n`` copies of a stage (a :class:`~rxpipe.stages.Stage` or a fragment), each with its
+own state, behind one stage of the flow. The copies are generic interpreters driven by this
+stage's logic, so fan-out runs unchanged on every engine: work that a copy schedules (a
+``map_async`` inside it) goes through this stage's ports, so copies really overlap on any
+engine's event loop.
+
+- ``parallel`` gives each item to a free copy; results merge as they come (``ordered=False``)
+  or in input order (``ordered=True``: the outputs a copy makes while holding an item belong
+  to that item).
+- ``partition`` routes each item by ``hash(key(item)) % n``: items with the same key go to the
+  same copy, one after another, so their order holds. Memory is bounded by the copies, never
+  by the number of keys: an item whose copy is busy waits (the stage then stops pulling).
+- ``parallel(..., executor=...)`` ships items (in batches of ``batch``) to any
+  ``concurrent.futures.Executor``: each batch runs the stage afresh there, so stateful stages
+  do not carry state across batches. Threads, processes and Dask (``client.get_executor()``)
+  all fit; what goes to a process must pickle, and a failure to pickle is reported as such.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import pickle
+from collections import deque
+from collections.abc import Callable, Hashable
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from typing import Any, ClassVar, Final, TypeVar
+
+from rxpipe.stages._base import Ports, Stage, StageLogic, StageStats
+from rxpipe.stages.chain import Interpreter
+from rxpipe.stages.errors import Node, annotate
+from rxpipe.stages.simple import check_callable, check_count
+
+__all__ = ("Parallel", "Partition", "run_batch")
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+_NO_ITEM: Final[Any] = object()
+
+
+def _nodes_of(stage: Stage[Any, Any]) -> tuple[Node, ...]:
+    """The nodes a copy runs: a fragment's own nodes, or the stage alone."""
+    nodes = getattr(stage, "nodes", None)
+    if isinstance(nodes, tuple):
+        if not nodes:
+            raise ValueError("an empty fragment cannot be run in parallel: add a stage first")
+        return nodes
+    return (Node(stage.operator, stage),)
+
+
+def _check_stage(stage: object, what: str) -> None:
+    if not isinstance(stage, Stage):
+        raise TypeError(f"{what} needs a Stage or a rxpipe.stage() fragment, got {stage!r}")
+
+
+def run_batch(nodes: tuple[Node, ...], items: list[Any]) -> list[list[Any]]:
+    """Run ``nodes`` afresh over each item of a batch; one output list per item.
+
+    Module-level so an executor can pickle it; it runs in the worker (thread, process or
+    Dask worker), on the generic interpreter.
+    """
+    out: list[list[Any]] = []
+    for item in items:
+        interp = Interpreter(nodes, [StageStats(n.name) for n in nodes])
+        interp.start()
+        results: list[Any] = []
+        fed = False
+        while True:
+            interp.demand()
+            results.extend(interp.output)
+            interp.output.clear()
+            if interp.finished:
+                break
+            if interp.scheduled:
+                raise TypeError("a stage run on an executor cannot schedule async work")
+            if interp.input_wanted:
+                if fed:
+                    interp.feed_end()
+                else:
+                    fed = True
+                    interp.feed(item)
+        results.extend(interp.output)
+        interp.stop()
+        if interp.error is not None:
+            raise interp.error
+        out.append(results)
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class Parallel(Stage[T, R]):
+    """Blueprint of :meth:`rxpipe.Flow.parallel`."""
+
+    n: int
+    stage: Stage[T, R]
+    ordered: bool = False
+    executor: Executor | None = None
+    batch: int = 1
+    operator: ClassVar[str] = "parallel"
+
+    def __post_init__(self) -> None:
+        check_count(self.n, "parallel(n, stage): n", minimum=1)
+        _check_stage(self.stage, "parallel(n, stage)")
+        _nodes_of(self.stage)
+        if not isinstance(self.ordered, bool):
+            raise TypeError(f"parallel(ordered=) must be a bool, got {self.ordered!r}")
+        if self.executor is not None and not isinstance(self.executor, Executor):
+            raise TypeError(
+                "parallel(executor=) needs a concurrent.futures.Executor (threads, processes, "
+                f"or a Dask client's get_executor()), got {self.executor!r}"
+            )
+        check_count(self.batch, "parallel(batch=)", minimum=1)
+        if self.batch > 1 and self.executor is None:
+            raise ValueError("parallel(batch=) applies to executors: pass executor= too")
+
+    @property
+    def is_async(self) -> bool:  # type: ignore[override]
+        return self.executor is not None or any(n.stage.is_async for n in _nodes_of(self.stage))
+
+    def create_logic(self, ports: Ports[T, R]) -> StageLogic[T, R]:
+        if self.executor is not None:
+            return _ExecutorLogic(ports, self)
+        return _CopiesLogic(ports, _nodes_of(self.stage), self.n, self.ordered, None)
+
+
+@dataclass(frozen=True, slots=True)
+class Partition(Stage[T, R]):
+    """Blueprint of :meth:`rxpipe.Flow.partition`."""
+
+    key: Callable[[T], Hashable]
+    n: int
+    stage: Stage[T, R]
+    operator: ClassVar[str] = "partition"
+    user_code: ClassVar[bool] = True
+
+    def __post_init__(self) -> None:
+        check_callable(self.key, "partition(key, n, stage): key")
+        check_count(self.n, "partition(key, n, stage): n", minimum=1)
+        _check_stage(self.stage, "partition(key, n, stage)")
+        _nodes_of(self.stage)
+
+    @property
+    def is_async(self) -> bool:  # type: ignore[override]
+        return any(n.stage.is_async for n in _nodes_of(self.stage))
+
+    def create_logic(self, ports: Ports[T, R]) -> StageLogic[T, R]:
+        return _CopiesLogic(ports, _nodes_of(self.stage), self.n, False, self.key)
+
+
+class _CopiesLogic(StageLogic[Any, Any]):
+    """``n`` interpreters behind one stage: routes items in, merges outputs out.
+
+    In ordered mode a copy takes a new item only once it is idle (it wants input, has no
+    output and no work running), so every output it makes belongs to the item it holds.
+    """
+
+    __slots__ = (
+        "copies",
+        "groups",
+        "holding",
+        "key",
+        "next_seq",
+        "ordered",
+        "pending",
+        "ready",
+        "seq",
+        "seq_in",
+        "turn",
+        "upstream_done",
+        "work",
+    )
+
+    def __init__(
+        self,
+        ports: Ports[Any, Any],
+        nodes: tuple[Node, ...],
+        n: int,
+        ordered: bool,
+        key: Callable[[Any], Hashable] | None,
+    ) -> None:
+        super().__init__(ports)
+        name = ports.stats.name
+        self.copies = [
+            Interpreter(nodes, [StageStats(f"{name}[{i}]/{nd.name}") for nd in nodes])
+            for i in range(n)
+        ]
+        self.ordered = ordered
+        self.key = key
+        self.pending: Any = _NO_ITEM  # the item waiting for a copy
+        self.holding = -1  # partition: the copy the pending item must go to
+        self.ready: deque[Any] = deque()  # unordered: outputs to emit
+        self.groups: dict[int, deque[Any]] = {}  # ordered: outputs per input number
+        self.seq_in = [-1] * n  # ordered: the input number each copy holds
+        self.work = [0] * n  # work each copy has running
+        self.seq = 0  # the next input's number
+        self.next_seq = 0  # ordered: the next input number to emit outputs of
+        self.turn = 0
+        self.upstream_done = False
+
+    # -- callbacks -------------------------------------------------------------------------------
+    def pre_start(self) -> None:
+        for c in self.copies:
+            c.start()
+        self._pump()
+
+    def on_pull(self) -> None:
+        self._pump()
+
+    def on_push(self) -> None:
+        item = self.ports.grab()
+        if self.key is not None:
+            self.holding = hash(self.key(item)) % len(self.copies)
+        self.pending = item
+        self._pump()
+
+    def on_upstream_finish(self) -> None:
+        self.upstream_done = True
+        self._pump()
+
+    def on_downstream_finish(self) -> None:
+        for c in self.copies:
+            if not c.finished:
+                c.cancel()
+        self.ports.complete()
+
+    def post_stop(self) -> None:
+        for c in self.copies:
+            c.stop()
+
+    def held_items(self) -> int:
+        held = len(self.ready) + sum(len(g) for g in self.groups.values())
+        held += sum(len(c.output) for c in self.copies) + sum(self.work)
+        return held + (self.pending is not _NO_ITEM)
+
+    # -- helpers ---------------------------------------------------------------------------------
+    def _idle(self, i: int) -> bool:
+        """Whether copy ``i`` made every output it can without another input item.
+
+        It was asked for output and, with nothing running, could only answer by asking for
+        input (a stage that pulls ahead, like ``map_async``, wants input early: that alone
+        does not mean its item's outputs are all out).
+        """
+        c = self.copies[i]
+        return (
+            c.input_wanted
+            and c.wants_output()
+            and not c.output
+            and not c.scheduled
+            and self.work[i] == 0
+        )
+
+    def _takes_input(self, i: int) -> bool:
+        c = self.copies[i]
+        if c.finished or not c.input_wanted:
+            return False
+        return self._idle(i) if self.ordered else True
+
+    def _forward_work(self, i: int) -> None:
+        """Hand work a copy scheduled to this stage's ports; its end goes back to the copy."""
+        copy = self.copies[i]
+        while copy.scheduled:
+            index, work, done = copy.scheduled.pop(0)
+            self.work[i] += 1
+
+            def back(
+                result: Any,
+                error: BaseException | None,
+                i: int = i,
+                index: int = index,
+                done: Any = done,
+            ) -> None:
+                self.work[i] -= 1
+                self.copies[i].work_done(index, done, result, error)
+                self._pump()
+
+            self.ports.schedule(work, back)
+
+    def _group_done(self, s: int) -> bool:
+        """Ordered: whether every output of input ``s`` has been made."""
+        for i, c in enumerate(self.copies):
+            if self.seq_in[i] == s:
+                return c.finished or self._idle(i)
+        return True  # its copy moved on, which it does only when idle
+
+    def _emit(self) -> bool:
+        """Push one output if downstream waits and one is due; True if it pushed."""
+        if not self.ports.can_push():
+            return False
+        if not self.ordered:
+            if self.ready:
+                self.ports.push(self.ready.popleft())
+                return True
+            return False
+        while self.next_seq < self.seq:
+            group = self.groups.get(self.next_seq)
+            if group:
+                self.ports.push(group.popleft())
+                return True
+            if not self._group_done(self.next_seq):
+                return False
+            self.groups.pop(self.next_seq, None)
+            self.next_seq += 1
+        return False
+
+    def _route(self) -> bool:
+        """Give the pending item to a copy that takes it; True if it did."""
+        if self.pending is _NO_ITEM:
+            return False
+        n = len(self.copies)
+        if self.holding >= 0:
+            choice = self.holding if self._takes_input(self.holding) else -1
+        else:
+            choice = next((j for k in range(n) if self._takes_input(j := (self.turn + k) % n)), -1)
+        if choice < 0:
+            return False
+        item, self.pending, self.holding = self.pending, _NO_ITEM, -1
+        self.turn = (choice + 1) % n
+        self.seq_in[choice] = self.seq
+        self.seq += 1
+        self.copies[choice].feed(item)
+        return True
+
+    # -- the merge loop --------------------------------------------------------------------------
+    def _pump(self) -> None:
+        ports, copies = self.ports, self.copies
+        while True:
+            for i, c in enumerate(copies):
+                self._forward_work(i)
+                if c.output:
+                    if self.ordered:
+                        self.groups.setdefault(self.seq_in[i], deque()).extend(c.output)
+                    else:
+                        self.ready.extend(c.output)
+                    c.output.clear()
+                if c.finished and c.error is not None:
+                    ports.fail(c.error)
+                    return
+            if self._emit():
+                continue
+            # Ask copies for output while the merge buffer is small; in ordered mode always
+            # ask the copy whose outputs are due next, or it could wait on a full buffer.
+            buffered = len(self.ready) + sum(len(g) for g in self.groups.values())
+            asked = False
+            for i, c in enumerate(copies):
+                due = self.ordered and self.seq_in[i] == self.next_seq
+                wanted = (buffered < len(copies) or due) and not c.finished
+                if wanted and not c.output and not c.wants_output():
+                    c.demand()
+                    asked = True
+            if asked:
+                continue
+            if self._route():
+                continue
+            if self.upstream_done and self.pending is _NO_ITEM:
+                ended = False
+                for i, c in enumerate(copies):
+                    if not c.input_closed and not c.finished and self._idle(i):
+                        c.feed_end()
+                        ended = True
+                if ended:
+                    continue
+                if all(c.finished for c in copies) and buffered == 0:
+                    ports.complete()
+                return
+            if (
+                self.pending is _NO_ITEM
+                and not ports.has_pulled()
+                and not ports.is_upstream_closed()
+                and buffered < 4 * len(copies)
+                and any(self._takes_input(i) for i in range(len(copies)))
+            ):
+                ports.pull()
+            return
+
+
+class _ExecutorLogic(StageLogic[Any, Any]):
+    """``parallel(n, stage, executor=...)``: batches go to the executor, ``n`` at a time."""
+
+    __slots__ = ("batch", "nodes", "running", "spec", "upstream_done", "waiting")
+
+    def __init__(self, ports: Ports[Any, Any], spec: Parallel[Any, Any]) -> None:
+        super().__init__(ports)
+        self.spec = spec
+        self.nodes = _nodes_of(spec.stage)
+        self.batch: list[Any] = []
+        self.running = 0
+        # ordered: slots in input order; unordered: finished slots. A slot: [outcome, items]
+        self.waiting: deque[list[Any]] = deque()
+        self.upstream_done = False
+
+    def held_items(self) -> int:
+        return len(self.batch) + sum(
+            len(s[1]) if s[0] is _NO_ITEM else len(s[0]) for s in self.waiting
+        )
+
+    def pre_start(self) -> None:
+        self.ports.pull()
+
+    def on_pull(self) -> None:
+        self._emit()
+
+    def on_push(self) -> None:
+        self.batch.append(self.ports.grab())
+        if len(self.batch) >= self.spec.batch:
+            self._submit()
+        self._emit()
+
+    def on_upstream_finish(self) -> None:
+        self.upstream_done = True
+        if self.batch:
+            self._submit()
+        self._emit()
+
+    def _submit(self) -> None:
+        items, self.batch = self.batch, []
+        slot: list[Any] = [_NO_ITEM, items]
+        self.running += 1
+        if self.spec.ordered:
+            self.waiting.append(slot)
+        executor, nodes = self.spec.executor, self.nodes
+        assert executor is not None
+
+        async def work() -> list[list[Any]]:
+            future = executor.submit(run_batch, nodes, items)
+            return await asyncio.wrap_future(future)
+
+        self.ports.schedule(work, lambda r, e: self._finished(slot, r, e))
+
+    def _finished(self, slot: list[Any], result: Any, error: BaseException | None) -> None:
+        self.running -= 1
+        if error is not None:
+            self.ports.stats.errored += len(slot[1])
+            if _is_pickling_error(error):
+                error = TypeError(
+                    f"parallel(executor=...): stage {self.ports.stats.name!r} could not be sent "
+                    f"to the executor ({type(error).__name__}: {error}); functions run in other "
+                    "processes must be defined at module level (no lambdas or closures), or "
+                    "use an executor that pickles with cloudpickle (loky, Dask)"
+                )
+            elif isinstance(error, Exception):
+                annotate(error, self.ports.stats.name)
+            self.ports.fail(error)
+            return
+        slot[0] = deque(x for outputs in result for x in outputs)
+        if not self.spec.ordered:
+            self.waiting.append(slot)
+        self._emit()
+
+    def _emit(self) -> None:
+        ports, waiting = self.ports, self.waiting
+        while waiting and waiting[0][0] is not _NO_ITEM and not waiting[0][0]:
+            waiting.popleft()  # a batch whose outputs were all emitted (or none)
+        if ports.can_push() and waiting and waiting[0][0] is not _NO_ITEM:
+            ports.push(waiting[0][0].popleft())
+            while waiting and waiting[0][0] is not _NO_ITEM and not waiting[0][0]:
+                waiting.popleft()
+        if self.upstream_done or ports.is_upstream_closed():
+            if self.running == 0 and not waiting and not self.batch:
+                ports.complete()
+            return
+        window = 4 * self.spec.n if self.spec.ordered else self.spec.n
+        in_window = len(waiting) if self.spec.ordered else self.running + len(waiting)
+        if self.running < self.spec.n and in_window < window and not ports.has_pulled():
+            ports.pull()
+
+
+def _is_pickling_error(error: BaseException) -> bool:
+    if isinstance(error, pickle.PicklingError):
+        return True
+    text = str(error)
+    return isinstance(error, AttributeError | TypeError) and (
+        "pickle" in text or "Can't get local object" in text
+    )
