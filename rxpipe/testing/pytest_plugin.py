@@ -77,7 +77,12 @@ def selected_engines(config: pytest.Config) -> tuple[str, ...]:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Validate ``--rxpipe-engines`` early, so a typo fails before collection."""
+    """Register the plugin's marker; validate ``--rxpipe-engines`` before collection."""
+    config.addinivalue_line(
+        "markers",
+        "rxpipe_allow_threads(*prefixes): the leak check ignores threads with these name "
+        "prefixes (process-wide pools of third-party libraries)",
+    )
     selected_engines(config)
 
 
@@ -155,14 +160,25 @@ def _is_real(thread: threading.Thread) -> bool:
 
 
 @pytest.fixture
-def no_leaks() -> Iterator[None]:
-    """Fail the test if a thread or asyncio task it started outlives it."""
+def no_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fail the test if a thread or asyncio task it started outlives it.
+
+    ``@pytest.mark.rxpipe_allow_threads("Prefix", ...)`` exempts threads whose names start with
+    a prefix: for process-wide pools a third-party library starts once and keeps (Dask's
+    ``Dask-Offload``), which no pipeline can join.
+    """
+    marker = request.node.get_closest_marker("rxpipe_allow_threads")
+    allowed: tuple[str, ...] = tuple(marker.args) if marker is not None else ()
     threads_before = set(threading.enumerate())
     tasks_before: weakref.WeakSet[asyncio.Task[object]] = weakref.WeakSet(_pending_tasks())
     yield
     deadline = time.monotonic() + LEAK_GRACE_SECONDS
     while True:
-        threads = [t for t in threading.enumerate() if t not in threads_before and _is_real(t)]
+        threads = [
+            t
+            for t in threading.enumerate()
+            if t not in threads_before and _is_real(t) and not t.name.startswith(allowed)
+        ]
         tasks = [t for t in _pending_tasks() if t not in tasks_before]
         if not threads and not tasks:
             return

@@ -160,3 +160,37 @@ def test_no_leaks_ignores_tasks_that_asyncio_run_finished(pytester: pytest.Pytes
 def test_selected_engines_defaults_to_all(pytestconfig: pytest.Config) -> None:
     assert pytest_plugin.selected_engines(pytestconfig) == pytest_plugin.ENGINES
     assert pytest_plugin.ENGINES[0] == "pull"
+
+
+def test_allow_threads_marker_exempts_named_threads_only(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(
+        """
+        import pytest
+
+        @pytest.fixture(autouse=True)
+        def _leaks(no_leaks):
+            pass
+        """
+    )
+    pytester.makepyfile(
+        """
+        import threading
+        import pytest
+
+        stop = threading.Event()
+
+        def teardown_module():
+            stop.set()
+
+        @pytest.mark.rxpipe_allow_threads("LibPool")
+        def test_allowed():
+            threading.Thread(target=stop.wait, name="LibPool_0", daemon=True).start()
+
+        @pytest.mark.rxpipe_allow_threads("LibPool")
+        def test_other_names_still_leak():
+            threading.Thread(target=stop.wait, name="mine", daemon=True).start()
+        """
+    )
+    result = pytester.runpytest("-p", "no:randomly")
+    result.assert_outcomes(passed=2, errors=1)
+    result.stdout.fnmatch_lines(["*leaked after the test*thread 'mine'*"])
