@@ -15,11 +15,12 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from typing import Protocol, TypeVar, runtime_checkable
+from typing import Any, Protocol, TypeVar, final, runtime_checkable
 
 __all__ = (
     "MAX_DEMAND",
     "DrainLoop",
+    "InertSubscription",
     "Processor",
     "Publisher",
     "Subscriber",
@@ -27,6 +28,7 @@ __all__ = (
     "add_demand",
     "check_request",
     "report_subscriber_error",
+    "signal_safely",
 )
 
 #: Demand at or above this value means "unbounded" (Java's ``Long.MAX_VALUE``, rule 3.17).
@@ -122,6 +124,33 @@ def report_subscriber_error(subscriber: object, signal: str, error: BaseExceptio
         signal,
         exc_info=(type(error), error, error.__traceback__),
     )
+
+
+def signal_safely(subscriber: Any, method: str, *args: Any) -> bool:
+    """Call a subscriber's signal method; report what it raises (rule 2.13).
+
+    Returns whether it returned normally: when it did not, the caller treats the subscription
+    as cancelled.
+    """
+    try:
+        getattr(subscriber, method)(*args)
+    except Exception as exc:
+        report_subscriber_error(subscriber, method, exc)
+        return False
+    return True
+
+
+@final
+class InertSubscription:
+    """A subscription that does nothing: handed to a subscriber that is refused (rule 1.9)."""
+
+    __slots__ = ()
+
+    def request(self, n: int) -> None:
+        """Ignored."""
+
+    def cancel(self) -> None:
+        """Ignored."""
 
 
 class DrainLoop:

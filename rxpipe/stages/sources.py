@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, ClassVar, Generic, TypeVar
 
 if TYPE_CHECKING:
     from rxpipe.spec import Publisher
+    from rxpipe.stages._base import StageStats
 
 __all__ = (
     "AsyncIterableSource",
@@ -26,11 +27,21 @@ T = TypeVar("T")
 
 
 class Source(ABC, Generic[T]):
-    """A source blueprint: sync sources implement ``open``, async ones ``open_async``."""
+    """A source blueprint: sync sources implement ``open``, async ones ``open_async``.
+
+    Sources that wait for items from elsewhere (``Flow.queue``) set :attr:`prefers_async`, so
+    that asynchronous runs, and runs on a thread of their own that must be stoppable, await
+    them instead of blocking; and they report what only they know (items rejected or
+    dropped) through :meth:`settle`.
+    """
 
     operator: ClassVar[str] = "source"
     #: True when the source can only be iterated with ``async for``.
     is_async: ClassVar[bool] = False
+    #: True when a sync source's ``open_async`` waits for items without blocking the loop:
+    #: engines use it instead of ``open`` wherever an event loop runs the source (an async
+    #: run; the push engine's threads runtime, which can then cancel a waiting source).
+    prefers_async: ClassVar[bool] = False
 
     def open(self) -> Iterator[T]:
         """A fresh iterator over the items, for one run."""
@@ -39,6 +50,12 @@ class Source(ABC, Generic[T]):
     @abstractmethod
     def open_async(self) -> AsyncIterator[T]:
         """A fresh async iterator over the items, for one run."""
+
+    def settle(self, stats: StageStats) -> None:
+        """Add what only the source knows to its stats, when a run ends (default: nothing).
+
+        Engines call it once per run, after the source's iterator was closed.
+        """
 
 
 async def _aiter_sync(it: Iterator[T]) -> AsyncIterator[T]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import AsyncIterator, Iterator
-from typing import Any, final
+from typing import Any, Final, final
 
 from rxpipe.stages._base import StageStats
 
@@ -24,13 +24,18 @@ class Boundary:
     """One ``buffer(n)`` node in a pull run."""
 
     __slots__ = ("low", "n", "stats")
+    width: Final = 1
 
     def __init__(self, n: int, stats: StageStats) -> None:
         self.n = n
         self.low = n // 4  # refill once 75% of the window was consumed
         self.stats = stats
 
-    def iterate(self, src: Iterator[Any]) -> Iterator[Any]:
+    def settle(self) -> int:
+        """How many items the boundary received (its upstream emitted)."""
+        return self.stats.received
+
+    def iterate(self, src: Iterator[Any], upstream: StageStats | None = None) -> Iterator[Any]:
         """Sync twin: prefetch batches on the caller's thread."""
         buf: deque[Any] = deque()
         stats = self.stats
@@ -56,7 +61,9 @@ class Boundary:
             if close is not None:
                 close()
 
-    async def aiterate(self, src: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    async def aiterate(
+        self, src: AsyncIterator[Any], upstream: StageStats | None = None
+    ) -> AsyncIterator[Any]:
         """Async: upstream runs in its own task, at most ``n`` items ahead."""
         buf: deque[Any] = deque()
         stats = self.stats

@@ -60,7 +60,30 @@ class PullEngine(Engine):
         return PullRun(self, plan)
 
 
-Segment = FusedRun | Boundary | tuple[Sequence[Node], Sequence[StageStats]]
+class _GenericSegment:
+    """A run of stages on the generic interpreter (a fresh interpreter per iteration)."""
+
+    __slots__ = ("nodes", "stats")
+
+    def __init__(self, nodes: Sequence[Node], stats: Sequence[StageStats]) -> None:
+        self.nodes = nodes
+        self.stats = stats
+
+    @property
+    def width(self) -> int:
+        return len(self.stats)
+
+    def iterate(self, src: Iterator[Any], upstream: StageStats) -> Iterator[Any]:
+        return _drive(Interpreter(self.nodes, self.stats), src, upstream)
+
+    def aiterate(self, src: AsyncIterator[Any], upstream: StageStats) -> AsyncIterator[Any]:
+        return _adrive(Interpreter(self.nodes, self.stats), src, upstream)
+
+    def settle(self) -> int:
+        return self.stats[0].received
+
+
+Segment = FusedRun | Boundary | _GenericSegment
 
 
 def _segments(nodes: Sequence[Node], stats: Sequence[StageStats], fuse: bool) -> list[Segment]:
@@ -84,7 +107,7 @@ def _segments(nodes: Sequence[Node], stats: Sequence[StageStats], fuse: bool) ->
         if fusible:
             out.append(FusedRun(nodes[i:j], stats[i:j]))
         else:
-            out.append((nodes[i:j], stats[i:j]))
+            out.append(_GenericSegment(nodes[i:j], stats[i:j]))
         i = j
     return out
 
@@ -282,7 +305,6 @@ class PullRun(Run[Any]):
         "_counted",
         "_engine",
         "_gen",
-        "_interps",
         "_plan",
         "_report",
         "_segments",
@@ -295,7 +317,6 @@ class PullRun(Run[Any]):
         self._plan = plan
         self._stats = [StageStats(name) for name in plan.names()]
         self._segments = _segments(plan.nodes, self._stats[1:], engine.fuse)
-        self._interps: list[tuple[Interpreter, int]] = []
         self._counted = _Counted()
         self._gen: Iterator[Any] | None = None
         self._agen: AsyncIterator[Any] | None = None
@@ -310,18 +331,8 @@ class PullRun(Run[Any]):
             return self._counted.iterate(it)
         position = 0  # index into self._stats of the stage upstream of the next segment
         for seg in self._segments:
-            if isinstance(seg, FusedRun):
-                it = seg.iterate(it)
-                position += len(seg.stats)
-            elif isinstance(seg, Boundary):
-                it = seg.iterate(it)
-                position += 1
-            else:
-                nodes, stats = seg
-                interp = Interpreter(nodes, stats)
-                self._interps.append((interp, position))
-                it = _drive(interp, it, self._stats[position])
-                position += len(stats)
+            it = seg.iterate(it, self._stats[position])
+            position += seg.width
         return it
 
     def _achain(self) -> AsyncIterator[Any]:
@@ -334,18 +345,8 @@ class PullRun(Run[Any]):
             return self._counted.aiterate(it)
         position = 0
         for seg in self._segments:
-            if isinstance(seg, FusedRun):
-                it = seg.aiterate(it)
-                position += len(seg.stats)
-            elif isinstance(seg, Boundary):
-                it = seg.aiterate(it)
-                position += 1
-            else:
-                nodes, stats = seg
-                interp = Interpreter(nodes, stats)
-                self._interps.append((interp, position))
-                it = _adrive(interp, it, self._stats[position])
-                position += len(stats)
+            it = seg.aiterate(it, self._stats[position])
+            position += seg.width
         return it
 
     # -- Run interface ---------------------------------------------------------------------
@@ -420,16 +421,9 @@ class PullRun(Run[Any]):
         # Walk backwards: each segment tells what it received, which its upstream emitted.
         position = len(stats) - 1
         for seg in reversed(self._segments):
-            if isinstance(seg, FusedRun):
-                received = seg.settle()
-                position -= len(seg.stats)
-                stats[position].emitted = received
-            elif isinstance(seg, Boundary):
-                position -= 1
-                stats[position].emitted = seg.stats.received
-            else:
-                position -= len(seg[1])
-                stats[position].emitted = seg[1][0].received
+            received = seg.settle()
+            position -= seg.width
+            stats[position].emitted = received
         if not self._segments:
             stats[0].emitted = self._counted.n
         delivered = stats[-1].emitted

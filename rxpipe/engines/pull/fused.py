@@ -177,14 +177,21 @@ class FusedRun:
         st.errored += 1
         annotate(error, st.name)
 
-    def iterate(self, src: Iterator[Any]) -> Iterator[Any]:
+    @property
+    def width(self) -> int:
+        """How many stages the run covers."""
+        return len(self.stats)
+
+    def iterate(self, src: Iterator[Any], upstream: StageStats | None = None) -> Iterator[Any]:
         """The chain as a generator over ``src`` (closing it closes ``src``)."""
         gen: Iterator[Any] = _compile(self._kinds, "gen")(
             src, self._params, self._fail, self._counts, None
         )
         return gen
 
-    def aiterate(self, src: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    def aiterate(
+        self, src: AsyncIterator[Any], upstream: StageStats | None = None
+    ) -> AsyncIterator[Any]:
         """The chain as an async generator over ``src``."""
         agen: AsyncIterator[Any] = _compile(self._kinds, "agen")(
             src, self._params, self._fail, self._counts, None

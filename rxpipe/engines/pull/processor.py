@@ -18,11 +18,12 @@ from rxpipe.errors import MissingBackpressureError
 from rxpipe.spec import (
     MAX_DEMAND,
     DrainLoop,
+    InertSubscription,
     Subscriber,
     Subscription,
     add_demand,
     check_request,
-    report_subscriber_error,
+    signal_safely,
 )
 from rxpipe.stages._base import StageStats
 from rxpipe.stages.chain import Interpreter
@@ -34,26 +35,6 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 _NO_ERROR: Final[Any] = object()
-
-
-def _signal(subscriber: Any, method: str, *args: Any) -> bool:
-    try:
-        getattr(subscriber, method)(*args)
-    except Exception as exc:
-        report_subscriber_error(subscriber, method, exc)
-        return False
-    return True
-
-
-@final
-class _Rejected:
-    __slots__ = ()
-
-    def request(self, n: int) -> None:
-        pass
-
-    def cancel(self) -> None:
-        pass
 
 
 @final
@@ -168,10 +149,10 @@ class FlowProcessor(Generic[T, R]):
             if not taken:
                 self._downstream = subscriber
         if taken:
-            _signal(subscriber, "on_subscribe", _Rejected())
-            _signal(subscriber, "on_error", ValueError("this processor is unicast: taken"))
+            signal_safely(subscriber, "on_subscribe", InertSubscription())
+            signal_safely(subscriber, "on_error", ValueError("this processor is unicast: taken"))
             return
-        if not _signal(subscriber, "on_subscribe", _Downstream(self)):
+        if not signal_safely(subscriber, "on_subscribe", _Downstream(self)):
             self._cancel()
             return
         self._drain.schedule()
@@ -212,7 +193,7 @@ class FlowProcessor(Generic[T, R]):
         if upstream is not None and upstream_live:
             upstream.cancel()
         if downstream is not None and method is not None:
-            _signal(downstream, method, *args)
+            signal_safely(downstream, method, *args)
 
     def _interrupted(self) -> bool:
         return self._cancelled or self._bad is not None
@@ -242,7 +223,7 @@ class FlowProcessor(Generic[T, R]):
                 with self._lock:
                     if self._requested != MAX_DEMAND:
                         self._requested -= 1
-                if not _signal(downstream, "on_next", item):
+                if not signal_safely(downstream, "on_next", item):
                     self._finish(None)
                     return
                 if self._interrupted():  # cancelled or a bad request from inside on_next

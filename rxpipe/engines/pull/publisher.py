@@ -17,29 +17,17 @@ from rxpipe.engines.base import Engine, Plan, Run
 from rxpipe.spec import (
     MAX_DEMAND,
     DrainLoop,
+    InertSubscription,
     Subscriber,
     Subscription,
     add_demand,
     check_request,
-    report_subscriber_error,
+    signal_safely,
 )
 
 __all__ = ("FlowPublisher",)
 
 T = TypeVar("T")
-
-
-@final
-class _Rejected:
-    """The subscription handed to a subscriber that is refused: it does nothing."""
-
-    __slots__ = ()
-
-    def request(self, n: int) -> None:
-        pass
-
-    def cancel(self) -> None:
-        pass
 
 
 @final
@@ -70,26 +58,16 @@ class FlowPublisher(Generic[T]):
             except TypeError:  # not weak-referenceable or not hashable: cannot track it
                 again = False
         if again:
-            _signal(subscriber, "on_subscribe", _Rejected())
-            _signal(
+            signal_safely(subscriber, "on_subscribe", InertSubscription())
+            signal_safely(
                 subscriber,
                 "on_error",
                 ValueError("rule 2.12: this subscriber is already subscribed to this publisher"),
             )
             return
         sub = _FlowSubscription(subscriber, self._engine.open(self._plan))
-        if not _signal(subscriber, "on_subscribe", sub):
+        if not signal_safely(subscriber, "on_subscribe", sub):
             sub.cancel()
-
-
-def _signal(subscriber: Any, method: str, *args: Any) -> bool:
-    """Call a subscriber's signal method; report what it raises (rule 2.13). True if it returned."""
-    try:
-        getattr(subscriber, method)(*args)
-    except Exception as exc:
-        report_subscriber_error(subscriber, method, exc)
-        return False
-    return True
 
 
 @final
@@ -161,7 +139,7 @@ class _FlowSubscription(Subscription, Generic[T]):
             error = self._bad
             subscriber = self._end()
             if subscriber is not None:
-                _signal(subscriber, "on_error", error)
+                signal_safely(subscriber, "on_error", error)
             return
         if self._it is None:
             self._it = iter(self._run)
@@ -186,12 +164,12 @@ class _FlowSubscription(Subscription, Generic[T]):
         except StopIteration:
             subscriber = self._end()
             if subscriber is not None:
-                _signal(subscriber, "on_complete")
+                signal_safely(subscriber, "on_complete")
             return False
         except Exception as exc:
             subscriber = self._end()
             if subscriber is not None:
-                _signal(subscriber, "on_error", exc)
+                signal_safely(subscriber, "on_error", exc)
             return False
         with self._lock:
             if self._requested != MAX_DEMAND:
@@ -199,7 +177,7 @@ class _FlowSubscription(Subscription, Generic[T]):
         subscriber = self._subscriber
         if subscriber is None:
             return False
-        if not _signal(subscriber, "on_next", item):
+        if not signal_safely(subscriber, "on_next", item):
             self._end()  # rule 2.13: a subscriber that raised is treated as cancelled
             return False
         return True

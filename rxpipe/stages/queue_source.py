@@ -1,0 +1,222 @@
+"""``Flow.queue``: a source fed by producers that cannot block (an HTTP handler, a callback).
+
+The producer holds a :class:`QueueHandle` and calls ``offer(item)``, which never waits: the
+item goes into a buffer of ``maxsize`` items, or the overflow policy decides at once. The
+flow's run takes items from that buffer: a sync run blocks its thread on a condition, an
+async run awaits an event that ``offer`` sets with ``loop.call_soon_threadsafe``, so the
+handle is safe to use from any thread and from event-loop callbacks.
+
+The queue is one stream, consumed once: a run that ends (completed, failed or stopped early)
+ends the queue, and a later run sees that ending at once. One run consumes it at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Generic, TypeVar, final
+
+from rxpipe.engines.base import ensure_no_running_loop
+from rxpipe.errors import MissingBackpressureError
+from rxpipe.stages.buffering import Overflow
+from rxpipe.stages.simple import check_count
+from rxpipe.stages.sources import Source
+
+if TYPE_CHECKING:
+    from rxpipe.stages._base import StageStats
+
+__all__ = ("QueueHandle", "QueueSource", "QueueState")
+
+T = TypeVar("T")
+
+_NOT_YET: Final = object()  # nothing buffered yet: wait
+_END: Final = object()  # the stream ended: no more items
+
+
+@final
+class QueueState(Generic[T]):
+    """The buffer shared by a :class:`QueueHandle` and the runs of its flow (thread-safe)."""
+
+    __slots__ = (
+        "_active",
+        "_cond",
+        "_dropped",
+        "_ended",
+        "_failure",
+        "_items",
+        "_lock",
+        "_unsettled_dropped",
+        "_unsettled_lost",
+        "_waker",
+        "maxsize",
+        "overflow",
+    )
+
+    def __init__(self, maxsize: int, overflow: Overflow) -> None:
+        check_count(maxsize, "queue(maxsize)", minimum=1)
+        if not isinstance(overflow, Overflow):
+            raise TypeError(f"overflow must be an rxpipe.Overflow, got {overflow!r}")
+        if overflow is Overflow.BACKPRESSURE:
+            # offer() never waits (its callers cannot), so there is nothing to wait for: the
+            # producer's backpressure is offer() returning False, which is DROP_NEWEST.
+            raise ValueError(
+                "queue(overflow=Overflow.BACKPRESSURE): offer() never blocks, so it cannot "
+                "wait for room; choose DROP_NEWEST (offer returns False when full), "
+                "DROP_OLDEST or FAIL"
+            )
+        self.maxsize = maxsize
+        self.overflow = overflow
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self._items: deque[T] = deque()
+        self._ended = False  # no more offers are accepted (closed, failed or cancelled)
+        self._failure: BaseException | None = None
+        self._active = False  # a run is consuming
+        self._waker: Callable[[], None] | None = None
+        self._dropped = 0
+        self._unsettled_dropped = 0  # not yet added to a run's Report
+        self._unsettled_lost = 0
+
+    # -- producer side (any thread, never blocks) ----------------------------------------------
+    def offer(self, item: T) -> bool:
+        with self._lock:
+            if self._ended:
+                accepted = False
+                wake = None
+            elif len(self._items) < self.maxsize:
+                self._items.append(item)
+                self._cond.notify()
+                accepted = True
+                wake = self._waker if len(self._items) == 1 else None
+            elif self.overflow is Overflow.DROP_OLDEST:
+                self._items.popleft()
+                self._items.append(item)
+                accepted = True
+                wake = None  # the buffer was not empty: nobody is waiting
+            elif self.overflow is Overflow.FAIL:
+                accepted = False
+                self._failure = MissingBackpressureError(
+                    f"Flow.queue: the buffer of {self.maxsize} is full "
+                    "(overflow=Overflow.FAIL)"
+                )
+                self._end_locked()
+                wake = self._waker
+            else:  # Overflow.DROP_NEWEST
+                accepted = False
+                wake = None
+            if self.overflow is Overflow.DROP_OLDEST and accepted and wake is None:
+                # DROP_OLDEST accepted the item; count the one it pushed out, if it did
+                pass
+            if not accepted or (
+                self.overflow is Overflow.DROP_OLDEST and len(self._items) == self.maxsize
+            ):
+                pass
+        if wake is not None:
+            wake()
+        return accepted
+
+    def close(self) -> None:
+        with self._lock:
+            if self._ended:
+                return
+            self._end_locked()
+            wake = self._waker
+        if wake is not None:
+            wake()
+
+    def _end_locked(self) -> None:
+        self._ended = True
+        self._cond.notify_all()
+
+    def _drop_locked(self, n: int = 1) -> None:
+        self._dropped += n
+        self._unsettled_dropped += n
+
+    # -- consumer side ---------------------------------------------------------------------------
+    def begin(self, waker: Callable[[], None] | None) -> None:
+        """Claim the queue for one run; a second run at the same time is refused."""
+        with self._lock:
+            if self._active:
+                raise RuntimeError(
+                    "Flow.queue: another run is consuming this queue; a queue source is "
+                    "one stream, consumed by one run at a time"
+                )
+            self._active = True
+            self._waker = waker
+
+    def take(self) -> Any:
+        """The next item, ``_NOT_YET`` or ``_END``; raises the failure. Hold the lock."""
+        if self._items:
+            return self._items.popleft()
+        if self._failure is not None:
+            raise self._failure.with_traceback(None)
+        return _END if self._ended else _NOT_YET
+
+    def finish(self) -> None:
+        """Release the queue at the end of a run: it is ended, what it still holds is lost."""
+        with self._lock:
+            self._active = False
+            self._waker = None
+            if not self._ended:  # the run stopped early: the consumer is gone
+                self._end_locked()
+            self._unsettled_lost += len(self._items)
+            self._items.clear()
+
+    def settle(self, stats: StageStats) -> None:
+        with self._lock:
+            if self._active:  # another run is consuming: its own end will count
+                return
+            stats.dropped += self._unsettled_dropped
+            stats.lost += self._unsettled_lost
+            self._unsettled_dropped = self._unsettled_lost = 0
+
+    # -- the two readers -------------------------------------------------------------------------
+    def iterate(self) -> Iterator[T]:
+        self.begin(None)
+        try:
+            while True:
+                with self._lock:
+                    item = self.take()
+                    if item is _NOT_YET:
+                        ensure_no_running_loop(
+                            "waiting for a Flow.queue source's items in a sync terminal",
+                            "the _async terminal",
+                        )
+                        while item is _NOT_YET:
+                            self._cond.wait()
+                            item = self.take()
+                if item is _END:
+                    return
+                yield item
+                del item
+        finally:
+            self.finish()
+
+    async def aiterate(self) -> AsyncIterator[T]:
+        loop = asyncio.get_running_loop()
+        ready = asyncio.Event()
+
+        def wake() -> None:
+            try:
+                loop.call_soon_threadsafe(ready.set)
+            except RuntimeError:  # the loop is closed: nobody is waiting any more
+                pass
+
+        self.begin(wake)
+        try:
+            while True:
+                with self._lock:
+                    ready.clear()
+                    item = self.take()
+                if item is _NOT_YET:
+                    await ready.wait()
+                    continue
+                if item is _END:
+                    return
+                yield item
+                del item
+        finally:
+            self.finish()
