@@ -339,7 +339,9 @@ class PullRun(Run[Any]):
         self._started = time.perf_counter()
         source = self._plan.source
         it: AsyncIterator[Any] = (
-            source.open_async() if source.is_async else _cooperative(source.open())
+            source.open_async()
+            if source.is_async or source.prefers_async
+            else _cooperative(source.open())
         )
         if not self._segments:
             return self._counted.aiterate(it)
@@ -353,9 +355,21 @@ class PullRun(Run[Any]):
     def __iter__(self) -> Iterator[Any]:
         if self._plan.is_async:
             self._gen = iterate_on_private_loop(self._achain())
-        else:
-            self._gen = self._chain()
+            return self._iter_sync(self._gen)
+        segs, sized = self._segments, self._sized()
+        if len(segs) == 1 and isinstance(segs[0], FusedRun) and sized is not None:
+            self._started = time.perf_counter()
+            direct = segs[0].iterate_builtin(self._plan.source.open(), sized)
+            if direct is not None:  # it names the stage of any error itself
+                self._gen = direct
+                return direct
+        self._gen = self._chain()
         return self._iter_sync(self._gen)
+
+    def _sized(self) -> int | None:
+        """The exact length of a range, list or tuple source (it lets builtins run the chain)."""
+        items = getattr(self._plan.source, "iterable", None)
+        return len(items) if isinstance(items, range | list | tuple) else None
 
     def _iter_sync(self, gen: Iterator[Any]) -> Iterator[Any]:
         try:
@@ -384,7 +398,7 @@ class PullRun(Run[Any]):
         out: list[Any] = []
         self._started = time.perf_counter()
         try:
-            segs[0].collect(self._plan.source.open(), out)
+            segs[0].collect(self._plan.source.open(), out, self._sized())
         except Exception as exc:
             annotate(exc, self._plan.source_name)
             raise
@@ -426,6 +440,7 @@ class PullRun(Run[Any]):
             stats[position].emitted = received
         if not self._segments:
             stats[0].emitted = self._counted.n
+        self._plan.source.settle(stats[0])  # what only the source knows (rejected offers)
         delivered = stats[-1].emitted
         elapsed = time.perf_counter() - self._started if self._started else 0.0
         self._report = Report.build(

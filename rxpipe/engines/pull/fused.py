@@ -13,8 +13,11 @@ the test suite runs every operator both ways.
 
 from __future__ import annotations
 
+import itertools
+import operator
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from functools import lru_cache
+from types import CodeType
 from typing import Any, Final
 
 from rxpipe.stages._base import Stage, StageStats
@@ -37,6 +40,16 @@ FUSIBLE: Final[dict[type[Stage[Any, Any]], str]] = {
 def is_fusible(node: Node) -> bool:
     """Whether ``node`` can join a fused run (default error surface, known stage type)."""
     return type(node.stage) in FUSIBLE and not node.supervised
+
+
+def _code_of(fn: Any) -> CodeType | None:
+    """The code object a call of ``fn`` runs, if it is Python code (else None: a builtin)."""
+    code = getattr(fn, "__code__", None)
+    if code is None:
+        code = getattr(getattr(fn, "__func__", None), "__code__", None)  # bound method
+    if code is None and callable(fn) and not isinstance(fn, type):
+        code = getattr(type(fn).__call__, "__code__", None)  # a callable object
+    return code if isinstance(code, CodeType) else None
 
 
 def _param(stage: Stage[Any, Any]) -> Any:
@@ -164,13 +177,14 @@ def _compile(kinds: tuple[str, ...], mode: str) -> Callable[..., Any]:
 class FusedRun:
     """One run of a fused chain: builds the loop's arguments and turns counters into stats."""
 
-    __slots__ = ("_counts", "_kinds", "_params", "stats")
+    __slots__ = ("_counts", "_kinds", "_params", "_settled", "stats")
 
     def __init__(self, nodes: Sequence[Node], stats: Sequence[StageStats]) -> None:
         self._kinds = tuple(FUSIBLE[type(n.stage)] for n in nodes)
         self._params = tuple(_param(n.stage) for n in nodes)
         self.stats = stats
         self._counts: list[int] = []
+        self._settled = False
 
     def _fail(self, error: BaseException, index: int) -> None:
         st = self.stats[index]
@@ -198,13 +212,126 @@ class FusedRun:
         )
         return agen
 
-    def collect(self, src: Iterator[Any], sink: list[Any]) -> None:
-        """Run the chain to its end, appending outputs to ``sink`` (the ``to_list`` fast path)."""
+    def collect(self, src: Iterator[Any], sink: list[Any], sized: int | None = None) -> None:
+        """Run the chain to its end, appending outputs to ``sink`` (the ``to_list`` fast path).
+
+        ``sized`` is the exact length of the source when it is a range, list or tuple: then a
+        chain the builtins can express runs on them (see :meth:`_collect_builtin`).
+        """
+        if sized is not None and self._builtin_ok():
+            self._collect_builtin(src, sink, sized)
+            return
         try:
             _compile(self._kinds, "list")(src, self._params, self._fail, self._counts, sink.append)
         finally:
             if self._counts:
                 self._counts[-1] = len(sink)
+
+    # -- the builtin lowering --------------------------------------------------------------------
+    def _builtin_ok(self) -> bool:
+        """Whether the chain is ``map* [filter] map* [take]`` with callables we can tell apart.
+
+        Then ``map``/``filter``/``islice`` run it in C. Counts still come out exact (the source's
+        length minus what is left in its iterator, and the output length, meet at the one
+        filter), and an exception is attributed by the code object of the frame that raised:
+        so every Python callable must be a distinct function, and at most one may be a builtin.
+        """
+        kinds = self._kinds
+        if any(k not in ("map", "filter", "take") for k in kinds):
+            return False
+        if kinds.count("filter") > 1 or ("take" in kinds and kinds[-1] != "take"):
+            return False
+        if kinds.count("take") > 1:
+            return False
+        codes = [_code_of(p) for k, p in zip(kinds, self._params, strict=True) if k != "take"]
+        python = [c for c in codes if c is not None]
+        return len(set(python)) == len(python) and len(codes) - len(python) <= 1
+
+    def _builtin_chain(self, src: Iterator[Any]) -> Iterator[Any]:
+        it: Any = src
+        for kind, param in zip(self._kinds, self._params, strict=True):
+            if kind == "map":
+                it = map(param, it)
+            elif kind == "filter":
+                it = filter(param, it)
+            else:
+                it = itertools.islice(it, param)
+        chained: Iterator[Any] = it
+        return chained
+
+    def iterate_builtin(self, src: Iterator[Any], sized: int) -> Iterator[Any] | None:
+        """The builtin lowering for item-by-item consumption, or None when it does not apply.
+
+        One thin generator counts what it hands out, so closing it early settles the counts.
+        """
+        if not self._builtin_ok():
+            return None
+        return self._iterate_builtin(self._builtin_chain(src), src, sized)
+
+    def _iterate_builtin(self, it: Iterator[Any], src: Iterator[Any], sized: int) -> Iterator[Any]:
+        out = 0
+        errored = -1
+        try:
+            for item in it:
+                out += 1
+                yield item
+        except Exception as exc:
+            errored = self._attribute(exc)
+            self._fail(exc, errored)
+            raise
+        finally:
+            self._settle_builtin(sized - operator.length_hint(src), out, errored)
+
+    def _collect_builtin(self, src: Iterator[Any], sink: list[Any], sized: int) -> None:
+        it = self._builtin_chain(src)
+        errored = -1
+        try:
+            sink.extend(it)
+        except Exception as exc:
+            errored = self._attribute(exc)
+            self._fail(exc, errored)
+            raise
+        finally:
+            consumed = sized - operator.length_hint(src)
+            self._settle_builtin(consumed, len(sink), errored)
+
+    def _attribute(self, exc: BaseException) -> int:
+        """The index of the stage whose callable raised ``exc``."""
+        tb = exc.__traceback__
+        inner = tb.tb_next if tb is not None else None
+        code = inner.tb_frame.f_code if inner is not None else None
+        builtin = -1
+        for i, (kind, param) in enumerate(zip(self._kinds, self._params, strict=True)):
+            if kind == "take":
+                continue
+            c = _code_of(param)
+            if c is None:
+                builtin = i
+            elif c is code:
+                return i
+        return builtin if builtin >= 0 else 0
+
+    def _settle_builtin(self, consumed: int, out: int, errored: int) -> None:
+        """Exact per-stage counts from the two ends: source consumption and output length."""
+        kinds, stats = self._kinds, self.stats
+        split = kinds.index("filter") if "filter" in kinds else len(kinds)
+        cur = consumed
+        for i in range(split):  # maps before the filter, walking forward from the source
+            stats[i].received = cur
+            cur -= i == errored
+            stats[i].emitted = cur
+        back = out
+        for i in range(len(kinds) - 1, split, -1):  # after the filter, walking back
+            stats[i].emitted = back
+            back += i == errored
+            stats[i].received = back
+        if split < len(kinds):  # the filter: what came in, what went out, the rest it dropped
+            st = stats[split]
+            st.received = cur
+            st.emitted = back
+            st.filtered = cur - back - (split == errored)
+        self._counts[:] = [0] * len(kinds) + [out]
+        self._settled = True
 
     def settle(self) -> int:
         """Write the counters into the stages' stats; return how many items the run received.
@@ -215,6 +342,8 @@ class FusedRun:
         counts = self._counts
         if not counts:  # never started
             return 0
+        if self._settled:
+            return self.stats[0].received
         downstream = counts[-1]
         for i in range(len(self._kinds) - 1, -1, -1):
             st = self.stats[i]
