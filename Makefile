@@ -27,7 +27,7 @@ lint: $(VENV)/.ok
 	$(VENV)/bin/ruff format --check .
 
 typecheck: $(VENV)/.ok
-	$(VENV)/bin/mypy --strict rxpipe
+	$(VENV)/bin/mypy --strict rxpipe tests/typing/flow_types.py
 
 pytest: $(VENV)/.ok
 	$(VENV)/bin/python -m pytest

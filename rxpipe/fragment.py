@@ -8,7 +8,8 @@ the Report), and ``fragment.to_processor()`` runs it as a Reactive Streams proce
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Sequence
+from concurrent.futures import Executor
 from typing import Any, ClassVar, Final, Generic, TypeVar, final
 
 from rxpipe.engines.pull.processor import FlowProcessor
@@ -144,6 +145,33 @@ class Fragment(Stage[InT, T], Generic[InT, T]):
             f, concurrency=concurrency, ordered=ordered, name=name, errors=errors
         )
         return self._of(flow)
+
+    def parallel(
+        self,
+        n: int,
+        stage: Stage[Any, R],
+        *,
+        ordered: bool = False,
+        executor: Executor | None = None,
+        batch: int = 1,
+        name: str | None = None,
+    ) -> Fragment[InT, R]:
+        """See :meth:`rxpipe.Flow.parallel`."""
+        flow = self._flow().parallel(
+            n, stage, ordered=ordered, executor=executor, batch=batch, name=name
+        )
+        return self._of(flow)
+
+    def partition(
+        self,
+        key: Callable[[T], Hashable],
+        n: int,
+        stage: Stage[Any, R],
+        *,
+        name: str | None = None,
+    ) -> Fragment[InT, R]:
+        """See :meth:`rxpipe.Flow.partition`."""
+        return self._of(self._flow().partition(key, n, stage, name=name))
 
     def via(
         self,
