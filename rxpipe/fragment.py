@@ -195,6 +195,13 @@ class Fragment(Stage[InT, T], Generic[InT, T]):
         check_count(prefetch, "to_processor(prefetch=)", minimum=1)
         if not self.nodes:
             raise ValueError("an empty fragment cannot be a processor: add a stage first")
+        awaiting = [n.name for n in self.nodes if n.stage.is_async]
+        if awaiting:
+            raise TypeError(
+                f"to_processor() runs its stages on the signalling threads, without an event "
+                f"loop; {awaiting} need one (map_async, executors): run the fragment in a flow "
+                "with flow.via(fragment) instead"
+            )
         return FlowProcessor(self.nodes, prefetch=prefetch)
 
     def create_logic(self, ports: Ports[InT, T]) -> StageLogic[InT, T]:

@@ -133,6 +133,7 @@ class Interpreter:
         "output",
         "scheduled",
         "stats",
+        "stopped",
     )
 
     def __init__(self, nodes: Sequence[Node], stats: Sequence[StageStats]) -> None:
@@ -148,6 +149,7 @@ class Interpreter:
         self.error: BaseException | None = None
         self.input_wanted = False
         self.input_closed = False
+        self.stopped = False
         #: Work the stages asked for, not yet started by the driver: (stage, work, done).
         self.scheduled: list[tuple[int, Callable[[], Awaitable[Any]], Done]] = []
 
@@ -206,7 +208,10 @@ class Interpreter:
             self._run()
 
     def stop(self) -> None:
-        """End of run: count what stages still hold as lost, call every ``post_stop``."""
+        """End of run: count what stages still hold as lost, call every ``post_stop`` (once)."""
+        if self.stopped:
+            return
+        self.stopped = True
         for ports in self._ports:
             held = ports.logic.held_items()
             if ports._item is not _EMPTY:

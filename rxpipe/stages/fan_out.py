@@ -227,12 +227,20 @@ class _CopiesLogic(StageLogic[Any, Any]):
         self.ports.complete()
 
     def post_stop(self) -> None:
+        # The copies' own accounting (items they filtered, failed on, or held when stopped)
+        # belongs to this stage in the Report: fold it in.
+        stats = self.ports.stats
         for c in self.copies:
             c.stop()
+            for inner in c.stats:
+                stats.filtered += inner.filtered
+                stats.errored += inner.errored
+                stats.dropped += inner.dropped
+                stats.lost += inner.lost
 
     def held_items(self) -> int:
         held = len(self.ready) + sum(len(g) for g in self.groups.values())
-        held += sum(len(c.output) for c in self.copies) + sum(self.work)
+        held += sum(len(c.output) for c in self.copies)
         return held + (self.pending is not _NO_ITEM)
 
     # -- helpers ---------------------------------------------------------------------------------
@@ -305,6 +313,11 @@ class _CopiesLogic(StageLogic[Any, Any]):
             self.next_seq += 1
         return False
 
+    def _unroutable(self) -> bool:
+        if self.holding >= 0:
+            return self.copies[self.holding].finished
+        return all(c.finished for c in self.copies)
+
     def _route(self) -> bool:
         """Give the pending item to a copy that takes it; True if it did."""
         if self.pending is _NO_ITEM:
@@ -353,6 +366,16 @@ class _CopiesLogic(StageLogic[Any, Any]):
             if asked:
                 continue
             if self._route():
+                continue
+            if self.pending is not _NO_ITEM and self._unroutable():
+                # its copy (or every copy) already completed, as a take inside it may: the
+                # item is received but never processed, by the stage's choice
+                self.pending, self.holding = _NO_ITEM, -1
+                ports.stats.filtered += 1
+                continue
+            if not self.upstream_done and all(c.finished for c in copies):
+                self.upstream_done = True  # no copy will take more: stop upstream
+                ports.cancel()
                 continue
             if self.upstream_done and self.pending is _NO_ITEM:
                 ended = False
@@ -444,6 +467,7 @@ class _ExecutorLogic(StageLogic[Any, Any]):
                 annotate(error, self.ports.stats.name)
             self.ports.fail(error)
             return
+        self.ports.stats.filtered += sum(1 for outputs in result if not outputs)
         slot[0] = deque(x for outputs in result for x in outputs)
         if not self.spec.ordered:
             self.waiting.append(slot)

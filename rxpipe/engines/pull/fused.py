@@ -275,6 +275,7 @@ class FusedRun:
             for item in it:
                 out += 1
                 yield item
+            self._check_complete(src, out)
         except Exception as exc:
             errored = self._attribute(exc)
             self._fail(exc, errored)
@@ -287,6 +288,7 @@ class FusedRun:
         errored = -1
         try:
             sink.extend(it)
+            self._check_complete(src, len(sink))
         except Exception as exc:
             errored = self._attribute(exc)
             self._fail(exc, errored)
@@ -294,6 +296,22 @@ class FusedRun:
         finally:
             consumed = sized - operator.length_hint(src)
             self._settle_builtin(consumed, len(sink), errored)
+
+    def _check_complete(self, src: Iterator[Any], out: int) -> None:
+        """Raise if the builtins stopped before the source and the take ran out.
+
+        A ``StopIteration`` raised by a user function ends a builtin ``map``/``filter`` as if
+        the stream had ended (PEP 479's problem, without its fix). That must not pass silently.
+        """
+        if operator.length_hint(src) == 0:
+            return
+        if self._kinds and self._kinds[-1] == "take" and out >= self._params[-1]:
+            return
+        names = [st.name for k, st in zip(self._kinds, self.stats, strict=True) if k != "take"]
+        raise RuntimeError(
+            f"a function in stages {names} raised StopIteration, which would have silently "
+            "ended the stream (PEP 479)"
+        )
 
     def _attribute(self, exc: BaseException) -> int:
         """The index of the stage whose callable raised ``exc``."""

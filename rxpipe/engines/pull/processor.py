@@ -78,6 +78,7 @@ class FlowProcessor(Generic[T, R]):
         "_upstream",
         "_upstream_done",
         "_upstream_error",
+        "_upstream_terminated",
         "stats",
     )
 
@@ -93,6 +94,7 @@ class FlowProcessor(Generic[T, R]):
         self._requested = 0
         self._upstream_done = False
         self._upstream_error: Any = _NO_ERROR
+        self._upstream_terminated = False
         self._cancelled = False
         self._bad: ValueError | None = None
         self._done = False
@@ -131,6 +133,7 @@ class FlowProcessor(Generic[T, R]):
         if error is None:
             raise TypeError("rule 2.13: on_error(None)")
         with self._lock:
+            self._upstream_terminated = True  # upstream ended: nothing left to cancel there
             if self._upstream_error is _NO_ERROR and not self._upstream_done:
                 self._upstream_error = error
         self._drain.schedule()
@@ -182,7 +185,7 @@ class FlowProcessor(Generic[T, R]):
             self._done = True
             upstream, self._upstream = self._upstream, None
             downstream, self._downstream = self._downstream, None
-            upstream_live = not self._upstream_done and self._upstream_error is _NO_ERROR
+            upstream_live = not self._upstream_done and not self._upstream_terminated
             held = len(self._buffer)
             self._buffer.clear()
         if not self._interp.finished:
@@ -252,7 +255,12 @@ class FlowProcessor(Generic[T, R]):
                 item = self._buffer.popleft() if self._buffer else _NO_ERROR
                 ended = self._upstream_done and item is _NO_ERROR
                 ask = 0
-                if item is _NO_ERROR and not ended and self._outstanding == 0:
+                if (
+                    item is _NO_ERROR
+                    and not ended
+                    and self._outstanding == 0
+                    and self._upstream is not None
+                ):
                     ask = self._outstanding = self._prefetch
                 upstream = self._upstream
             if item is not _NO_ERROR:

@@ -22,6 +22,7 @@ from rxpipe.spec import (
     Subscription,
     add_demand,
     check_request,
+    report_subscriber_error,
     signal_safely,
 )
 
@@ -65,7 +66,13 @@ class FlowPublisher(Generic[T]):
                 ValueError("rule 2.12: this subscriber is already subscribed to this publisher"),
             )
             return
-        sub = _FlowSubscription(subscriber, self._engine.open(self._plan))
+        try:
+            run = self._engine.open(self._plan)
+        except Exception as exc:  # rule 1.9: a refusal is signalled, never raised
+            signal_safely(subscriber, "on_subscribe", InertSubscription())
+            signal_safely(subscriber, "on_error", exc)
+            return
+        sub = _FlowSubscription(subscriber, run)
         if not signal_safely(subscriber, "on_subscribe", sub):
             sub.cancel()
 
@@ -126,7 +133,10 @@ class _FlowSubscription(Subscription, Generic[T]):
             close = getattr(it, "close", None)
             if close is not None:
                 close()
-        self._run.close()
+        try:
+            self._run.close()
+        except Exception as exc:  # rules 3.15/3.16: never out of request() or cancel()
+            report_subscriber_error(self._run, "close", exc)
         return subscriber
 
     def _drain(self) -> None:
