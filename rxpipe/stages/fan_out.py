@@ -56,38 +56,38 @@ def _check_stage(stage: object, what: str) -> None:
         raise TypeError(f"{what} needs a Stage or a rxpipe.stage() fragment, got {stage!r}")
 
 
-def run_batch(nodes: tuple[Node, ...], items: list[Any]) -> list[list[Any]]:
-    """Run ``nodes`` afresh over each item of a batch; one output list per item.
+def run_batch(nodes: tuple[Node, ...], items: list[Any]) -> tuple[list[Any], int]:
+    """Run ``nodes`` afresh over one batch: its outputs, and how many items it did not emit.
 
     Module-level so an executor can pickle it; it runs in the worker (thread, process or
-    Dask worker), on the generic interpreter.
+    Dask worker), on one generic interpreter per batch.
     """
-    out: list[list[Any]] = []
-    for item in items:
-        interp = Interpreter(nodes, [StageStats(n.name) for n in nodes])
-        interp.start()
-        results: list[Any] = []
-        fed = False
-        while True:
-            interp.demand()
-            results.extend(interp.output)
+    stats = [StageStats(n.name) for n in nodes]
+    interp = Interpreter(nodes, stats)
+    interp.start()
+    out: list[Any] = []
+    it = iter(items)
+    while True:
+        interp.demand()
+        if interp.output:
+            out.extend(interp.output)
             interp.output.clear()
-            if interp.finished:
-                break
-            if interp.scheduled:
-                raise TypeError("a stage run on an executor cannot schedule async work")
-            if interp.input_wanted:
-                if fed:
-                    interp.feed_end()
-                else:
-                    fed = True
-                    interp.feed(item)
-        results.extend(interp.output)
-        interp.stop()
-        if interp.error is not None:
-            raise interp.error
-        out.append(results)
-    return out
+            continue
+        if interp.finished:
+            break
+        if interp.scheduled:
+            raise TypeError("a stage run on an executor cannot schedule async work")
+        if not interp.input_wanted:
+            raise RuntimeError("a stage neither pushed nor pulled: it breaks the port protocol")
+        item = next(it, _NO_ITEM)
+        if item is _NO_ITEM:
+            interp.feed_end()
+        else:
+            interp.feed(item)
+    interp.stop()
+    if interp.error is not None:
+        raise interp.error
+    return out, sum(st.filtered for st in stats)
 
 
 @dataclass(frozen=True, slots=True)
@@ -446,7 +446,7 @@ class _ExecutorLogic(StageLogic[Any, Any]):
         executor, nodes = self.spec.executor, self.nodes
         assert executor is not None
 
-        async def work() -> list[list[Any]]:
+        async def work() -> tuple[list[Any], int]:
             future = executor.submit(run_batch, nodes, items)
             return await asyncio.wrap_future(future)
 
@@ -467,8 +467,9 @@ class _ExecutorLogic(StageLogic[Any, Any]):
                 annotate(error, self.ports.stats.name)
             self.ports.fail(error)
             return
-        self.ports.stats.filtered += sum(1 for outputs in result if not outputs)
-        slot[0] = deque(x for outputs in result for x in outputs)
+        outputs, not_emitted = result
+        self.ports.stats.filtered += not_emitted
+        slot[0] = deque(outputs)
         if not self.spec.ordered:
             self.waiting.append(slot)
         self._emit()
@@ -485,9 +486,12 @@ class _ExecutorLogic(StageLogic[Any, Any]):
             if self.running == 0 and not waiting and not self.batch:
                 ports.complete()
             return
-        window = 4 * self.spec.n if self.spec.ordered else self.spec.n
+        # n batches run and n more wait in the executor's queue, so no worker idles while a
+        # result travels back; ordered mode also keeps finished batches waiting their turn
+        ahead = 2 * self.spec.n
+        window = 4 * self.spec.n if self.spec.ordered else ahead
         in_window = len(waiting) if self.spec.ordered else self.running + len(waiting)
-        if self.running < self.spec.n and in_window < window and not ports.has_pulled():
+        if self.running < ahead and in_window < window and not ports.has_pulled():
             ports.pull()
 
 

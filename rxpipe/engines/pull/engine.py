@@ -15,7 +15,7 @@ import asyncio
 import functools
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any, Final, final
 
 from rxpipe.engines.base import Engine, Plan, Run, iterate_on_private_loop
@@ -167,6 +167,9 @@ async def _adrive(
             return
         error = task.exception()
         finished.append((index, done, None if error is not None else task.result(), error))
+        poke(task)
+
+    def poke(_: object) -> None:
         if wake and not wake[0].done():
             wake[0].set_result(None)
 
@@ -174,7 +177,11 @@ async def _adrive(
         scheduled = interp.scheduled
         while scheduled:
             index, work, done = scheduled.pop(0)
-            task = loop.create_task(_await(work))
+            try:
+                task = asyncio.ensure_future(work())
+            except Exception as exc:  # the work failed before it could even start
+                finished.append((index, done, None, exc))
+                continue
             running.add(task)
             task.add_done_callback(functools.partial(on_work_end, index, done))
 
@@ -213,12 +220,10 @@ async def _adrive(
                 continue
             if interp.input_wanted and input_task is None:
                 input_task = loop.create_task(next_input())
+                input_task.add_done_callback(poke)
             waiter: asyncio.Future[None] = loop.create_future()
             wake[:] = [waiter]
-            waits: set[asyncio.Future[Any]] = {waiter}
-            if input_task is not None:
-                waits.add(input_task)
-            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            await waiter  # woken by finished work or by the input item
             wake.clear()
             if input_task is not None and input_task.done():
                 task, input_task = input_task, None
@@ -235,11 +240,6 @@ async def _adrive(
         close = getattr(src, "aclose", None)
         if close is not None:
             await close()
-
-
-async def _await(work: Callable[[], Awaitable[Any]]) -> Any:
-    """Run one piece of scheduled work (a coroutine function, or any awaitable factory)."""
-    return await work()
 
 
 _NO_LOOP: Final = (

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -85,13 +85,20 @@ async def run_stage_async(p: PushPorts, outbox: Any) -> None:
             return
         error = task.exception()
         finished.append((done, None if error is not None else task.result(), error))
+        poke(task)
+
+    def poke(_: object) -> None:
         if wake and not wake[0].done():
             wake[0].set_result(None)
 
     def start_work() -> None:
         while p.scheduled:
             work, done = p.scheduled.popleft()
-            task = loop.create_task(_await(work))
+            try:
+                task = asyncio.ensure_future(work())
+            except Exception as exc:  # the work failed before it could even start
+                finished.append((done, None, exc))
+                continue
             running.add(task)
             task.add_done_callback(functools.partial(on_work_end, done))
 
@@ -139,13 +146,11 @@ async def run_stage_async(p: PushPorts, outbox: Any) -> None:
                         _deliver(p, item, None)
                     continue
                 receiving = loop.create_task(inbox.receive())
+                receiving.add_done_callback(poke)
             if running or receiving is not None:
                 waiter: asyncio.Future[None] = loop.create_future()
                 wake[:] = [waiter]
-                waits: set[asyncio.Future[Any]] = {waiter}
-                if receiving is not None:
-                    waits.add(receiving)
-                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+                await waiter  # woken by finished work or by the item received
                 wake.clear()
                 continue
             p.fail(RuntimeError(_STALL.format(p.stats.name)))
@@ -161,10 +166,6 @@ async def run_stage_async(p: PushPorts, outbox: Any) -> None:
         p.out_item = NOTHING
         p.item = NOTHING
         logic.post_stop()
-
-
-async def _await(work: Callable[[], Awaitable[Any]]) -> Any:
-    return await work()
 
 
 def run_stage_threads(p: PushPorts, outbox: Any) -> None:
