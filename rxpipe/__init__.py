@@ -15,6 +15,7 @@ from rxpipe.spec import MAX_DEMAND, Processor, Publisher, Subscriber, Subscripti
 from rxpipe.stages import LinearLogic, LinearStage, Stage, StageLogic
 from rxpipe.stages.buffering import Overflow
 from rxpipe.stages.errors import Result
+from rxpipe.stages.queue_source import QueueHandle
 from rxpipe.telemetry.report import Report, StageReport
 
 __version__ = "0.1.0"
@@ -32,6 +33,7 @@ __all__ = (
     "Publisher",
     "PullEngine",
     "PushEngine",
+    "QueueHandle",
     "Report",
     "Result",
     "RxpipeError",

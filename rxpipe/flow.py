@@ -25,7 +25,9 @@ from rxpipe.stages._base import Stage
 from rxpipe.stages.async_map import MapAsync
 from rxpipe.stages.buffering import Buffer, Overflow
 from rxpipe.stages.errors import ErrorMode, Node, Result, check_errors
+from rxpipe.stages.fan_in import AsyncConcatSource, ConcatSource, MergeSource
 from rxpipe.stages.fan_out import Parallel, Partition
+from rxpipe.stages.queue_source import QueueHandle, QueueSource, QueueState
 from rxpipe.stages.simple import (
     Chunk,
     Filter,
@@ -75,6 +77,14 @@ def resolve_engine(engine: EngineArg) -> Engine:
         engine_: Engine = push.PushEngine()
         return engine_
     raise ValueError(f"engine must be 'pull', 'push' or an Engine instance, got {engine!r}")
+
+
+def _plans(what: str, flows: tuple[Any, ...]) -> tuple[Plan, ...]:
+    """The plans of ``Flow.merge``/``Flow.concat``'s arguments, checked when the flow is built."""
+    for i, flow in enumerate(flows):
+        if not isinstance(flow, Flow):
+            raise TypeError(f"{what}() takes Flows; argument {i} is {type(flow).__name__} {flow!r}")
+    return tuple(flow.plan for flow in flows)
 
 
 @final
@@ -165,6 +175,95 @@ class Flow(Generic[T_co]):
         """
         check_count(prefetch, "from_publisher(prefetch=)", minimum=1)
         return Flow(PublisherSource(publisher, prefetch), "from_publisher", ())
+
+    @staticmethod
+    def merge(*flows: Flow[T]) -> Flow[T]:
+        """The items of all ``flows`` as they come: every flow runs at once (fan-in).
+
+        Each flow's items keep their order; between flows, items come in the order they
+        arrive. Each flow runs as a run of its own on the pull engine, in an asyncio task
+        inside the merged run, so the merged flow needs an event loop (sync terminals run one
+        of their own). The flows' stages are not listed in the merged run's Report.
+
+        Memory stays bounded: a flow with an item waiting for the consumer does not ask for
+        the next one, so the merge holds at most one item per flow
+        (:data:`rxpipe.stages.fan_in.MERGE_AHEAD`), besides what each flow's own stages hold.
+
+        - Emits when: any flow has an item and downstream asks.
+        - Backpressures when: downstream backpressures; each flow then stops one item ahead.
+        - Completes when: every flow completed (at once for ``Flow.merge()``).
+        - Cancels when: downstream cancels (every flow is cancelled), or a flow fails: the
+          others are cancelled and the original exception is raised.
+
+        Raises:
+            TypeError: an argument is not a Flow.
+        """
+        return Flow(MergeSource(_plans("merge", flows)), "merge", ())
+
+    @staticmethod
+    def concat(*flows: Flow[T]) -> Flow[T]:
+        """The items of each of ``flows`` in turn: a flow runs only after the previous completed.
+
+        Each flow runs as a run of its own on the pull engine; their stages are not listed in
+        the concatenated run's Report. The result is synchronous when every flow is, else it
+        needs an event loop (sync terminals run one of their own).
+
+        - Emits when: the running flow has an item and downstream asks.
+        - Backpressures when: downstream backpressures.
+        - Completes when: the last flow completed (at once for ``Flow.concat()``).
+        - Cancels when: downstream cancels (the running flow is cancelled, the later ones
+          never run), or a flow fails (its error is raised, the later ones never run).
+
+        Raises:
+            TypeError: an argument is not a Flow.
+        """
+        plans = _plans("concat", flows)
+        if any(plan.is_async for plan in plans):
+            return Flow(AsyncConcatSource(plans), "concat", ())
+        return Flow(ConcatSource(plans), "concat", ())
+
+    @staticmethod
+    def queue(maxsize: int, overflow: Overflow) -> tuple[Flow[T], QueueHandle[T]]:
+        """A flow fed through a handle by producers that cannot block (an HTTP handler).
+
+        Returns ``(flow, handle)``. ``handle.offer(item)`` never waits, from any thread or
+        event-loop callback: the item goes into a buffer of ``maxsize``, and when that is
+        full ``overflow`` decides at once. ``offer`` returns ``False`` when the item was not
+        accepted: under ``DROP_NEWEST``, and under ``FAIL``, which also fails the flow with
+        :class:`~rxpipe.MissingBackpressureError` after the buffered items. Under
+        ``DROP_OLDEST`` it returns ``True`` and the oldest buffered item is dropped.
+        ``Overflow.BACKPRESSURE`` is refused: a producer that cannot wait cannot be slowed
+        down, and ``False`` from ``offer`` (``DROP_NEWEST``) is its backpressure signal.
+        ``handle.close()`` ends the flow after the buffered items. Every rejected or dropped
+        item, offers after the end included, is counted in ``handle.dropped`` and as
+        ``dropped`` of the ``"queue"`` stage in the Report of the run that ends next.
+
+        Offers made before the flow runs are buffered (up to ``maxsize``). The queue is one
+        stream, consumed once: when a run ends (completed, failed, or stopped early, which
+        also ends the queue, and later offers return ``False``) a later run, or a later
+        ``subscribe`` to its publisher, sees that ending at once; items still buffered when a
+        run stopped early are counted as ``lost``. A second run while one is consuming the
+        queue is refused: it fails with ``RuntimeError``.
+
+        A sync run waits for items on a condition, in the caller's thread; an async run awaits
+        them without blocking its event loop.
+
+        - Emits when: an item is buffered and downstream asks.
+        - Backpressures when: never upstream (``offer`` never waits); the buffer absorbs
+          what downstream does not take yet, then ``overflow`` applies.
+        - Completes when: ``handle.close()`` was called and the buffer is empty.
+        - Cancels when: downstream cancels: the queue ends (later offers return ``False``).
+
+        Args:
+            maxsize: the most items buffered, >= 1.
+            overflow: ``Overflow.DROP_NEWEST``, ``Overflow.DROP_OLDEST`` or ``Overflow.FAIL``.
+
+        Raises:
+            TypeError: ``maxsize`` is not an int, or ``overflow`` is not an :class:`Overflow`.
+            ValueError: ``maxsize`` < 1, or ``overflow`` is ``Overflow.BACKPRESSURE``.
+        """
+        state: QueueState[T] = QueueState(maxsize, overflow)
+        return Flow(QueueSource(state), "queue", ()), QueueHandle(state)
 
     # -- operators -------------------------------------------------------------------------
     def _add(
@@ -336,8 +435,9 @@ class Flow(Generic[T_co]):
         Each copy has its own state and takes one item at a time while any is free. Without
         an executor the copies run on the engine: they overlap where they wait (a
         ``map_async`` inside them). With ``executor=`` (threads, processes, a Dask client's
-        ``get_executor()``) each batch of ``batch`` items runs the stage afresh there, ``n``
-        batches at a time; what goes to another process must pickle.
+        ``get_executor()``) each batch of ``batch`` items runs the stage afresh there, with
+        ``n`` batches running and ``n`` more queued so no worker idles while results travel;
+        what goes to another process must pickle.
 
         - Emits when: a copy produced an output (``ordered=False``), or the outputs of the
           next item in input order are ready (``ordered=True``).
@@ -665,7 +765,9 @@ class Flow(Generic[T_co]):
         """A cold, spec-compliant Publisher: each ``subscribe`` runs the flow anew."""
         from rxpipe.engines.pull.publisher import FlowPublisher
 
-        return FlowPublisher(self.plan, resolve_engine(engine))
+        resolved = resolve_engine(engine)
+        resolved.open(self.plan)  # bad engine settings fail here, when the publisher is made
+        return FlowPublisher(self.plan, resolved)
 
     def subscribe(self, subscriber: Subscriber[T_co], *, engine: EngineArg = "pull") -> None:
         """Shorthand for ``flow.to_publisher(engine=engine).subscribe(subscriber)``."""

@@ -19,7 +19,6 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Final, Generic, TypeVar, final
 
-from rxpipe.engines.base import ensure_no_running_loop
 from rxpipe.errors import MissingBackpressureError
 from rxpipe.stages.buffering import Overflow
 from rxpipe.stages.simple import check_count
@@ -82,41 +81,52 @@ class QueueState(Generic[T]):
 
     # -- producer side (any thread, never blocks) ----------------------------------------------
     def offer(self, item: T) -> bool:
+        wake = None
         with self._lock:
             if self._ended:
-                accepted = False
-                wake = None
-            elif len(self._items) < self.maxsize:
+                self._drop_locked()  # offered after the end: rejected, counted
+                return False
+            if len(self._items) < self.maxsize:
                 self._items.append(item)
                 self._cond.notify()
+                if len(self._items) == 1:  # the consumer may be waiting for this one
+                    wake = self._waker
                 accepted = True
-                wake = self._waker if len(self._items) == 1 else None
             elif self.overflow is Overflow.DROP_OLDEST:
                 self._items.popleft()
                 self._items.append(item)
-                accepted = True
-                wake = None  # the buffer was not empty: nobody is waiting
-            elif self.overflow is Overflow.FAIL:
-                accepted = False
+                self._drop_locked()
+                return True
+            elif self.overflow is Overflow.DROP_NEWEST:
+                self._drop_locked()
+                return False
+            else:  # Overflow.FAIL: the flow fails once the buffered items were taken
+                self._drop_locked()
                 self._failure = MissingBackpressureError(
-                    f"Flow.queue: the buffer of {self.maxsize} is full "
-                    "(overflow=Overflow.FAIL)"
+                    f"Flow.queue: an item was offered while the buffer of {self.maxsize} "
+                    "was full (overflow=Overflow.FAIL)"
                 )
                 self._end_locked()
                 wake = self._waker
-            else:  # Overflow.DROP_NEWEST
                 accepted = False
-                wake = None
-            if self.overflow is Overflow.DROP_OLDEST and accepted and wake is None:
-                # DROP_OLDEST accepted the item; count the one it pushed out, if it did
-                pass
-            if not accepted or (
-                self.overflow is Overflow.DROP_OLDEST and len(self._items) == self.maxsize
-            ):
-                pass
         if wake is not None:
             wake()
         return accepted
+
+    @property
+    def buffered(self) -> int:
+        with self._lock:
+            return len(self._items)
+
+    @property
+    def dropped(self) -> int:
+        with self._lock:
+            return self._dropped
+
+    @property
+    def ended(self) -> bool:
+        with self._lock:
+            return self._ended
 
     def close(self) -> None:
         with self._lock:
@@ -155,11 +165,17 @@ class QueueState(Generic[T]):
             raise self._failure.with_traceback(None)
         return _END if self._ended else _NOT_YET
 
-    def finish(self) -> None:
-        """Release the queue at the end of a run: it is ended, what it still holds is lost."""
+    def finish(self, *, refused: bool = False) -> None:
+        """Release the queue at the end of a run: it is ended, what it still holds is lost.
+
+        ``refused``: the run never could wait for items (a sync terminal inside a running
+        loop); the queue stays open for a run that can, such as the ``_async`` twin.
+        """
         with self._lock:
             self._active = False
             self._waker = None
+            if refused:
+                return
             if not self._ended:  # the run stopped early: the consumer is gone
                 self._end_locked()
             self._unsettled_lost += len(self._items)
@@ -175,16 +191,24 @@ class QueueState(Generic[T]):
 
     # -- the two readers -------------------------------------------------------------------------
     def iterate(self) -> Iterator[T]:
+        from rxpipe.engines.base import ensure_no_running_loop
+
         self.begin(None)
+        refused = False
         try:
             while True:
                 with self._lock:
                     item = self.take()
                     if item is _NOT_YET:
-                        ensure_no_running_loop(
-                            "waiting for a Flow.queue source's items in a sync terminal",
-                            "the _async terminal",
-                        )
+                        try:
+                            # blocking here would block the loop, and a producer on it
+                            ensure_no_running_loop(
+                                "waiting for a Flow.queue source's items in a sync terminal",
+                                "the _async terminal",
+                            )
+                        except RuntimeError:
+                            refused = True
+                            raise
                         while item is _NOT_YET:
                             self._cond.wait()
                             item = self.take()
@@ -193,7 +217,7 @@ class QueueState(Generic[T]):
                 yield item
                 del item
         finally:
-            self.finish()
+            self.finish(refused=refused)
 
     async def aiterate(self) -> AsyncIterator[T]:
         loop = asyncio.get_running_loop()
@@ -220,3 +244,86 @@ class QueueState(Generic[T]):
                 del item
         finally:
             self.finish()
+
+
+@final
+class QueueHandle(Generic[T]):
+    """The producer's end of :meth:`rxpipe.Flow.queue`: ``offer`` items, then ``close``.
+
+    Safe to use from any thread and from event-loop callbacks: no method ever waits (each
+    holds an internal lock for a few instructions). Created by ``Flow.queue`` only.
+    """
+
+    __slots__ = ("_state",)
+
+    def __init__(self, state: QueueState[T]) -> None:
+        self._state = state
+
+    def __repr__(self) -> str:
+        s = self._state
+        end = ", ended" if s.ended else ""
+        return (
+            f"<QueueHandle {s.buffered}/{s.maxsize} buffered, overflow={s.overflow.name}, "
+            f"dropped={s.dropped}{end}>"
+        )
+
+    def offer(self, item: T) -> bool:
+        """Hand one item to the flow without waiting; ``True`` when it was accepted.
+
+        With room in the buffer the item is accepted. When the buffer is full:
+        ``DROP_NEWEST`` rejects this item (``False``); ``DROP_OLDEST`` drops the oldest
+        buffered item and accepts this one (``True``); ``FAIL`` rejects it (``False``) and
+        fails the flow with :class:`~rxpipe.MissingBackpressureError` once the buffered items
+        were taken. After the queue ended (``close()``, a failure, or a run that stopped
+        early) every offer returns ``False``. Every rejected or dropped item is counted in
+        :attr:`dropped` and in the ``dropped`` of the source stage of the run's Report.
+        """
+        return self._state.offer(item)
+
+    def close(self) -> None:
+        """End the stream: the flow emits what is buffered, then completes (idempotent)."""
+        self._state.close()
+
+    @property
+    def maxsize(self) -> int:
+        """The most items the buffer holds."""
+        return self._state.maxsize
+
+    @property
+    def overflow(self) -> Overflow:
+        """What a full buffer does with one more offer."""
+        return self._state.overflow
+
+    @property
+    def buffered(self) -> int:
+        """Items accepted and not yet taken by a run."""
+        return self._state.buffered
+
+    @property
+    def dropped(self) -> int:
+        """Items rejected or dropped so far (over the queue's whole life)."""
+        return self._state.dropped
+
+    @property
+    def closed(self) -> bool:
+        """Whether the queue accepts no more items (closed, failed, or its run stopped)."""
+        return self._state.ended
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class QueueSource(Source[T]):
+    """Blueprint of :meth:`rxpipe.Flow.queue` (its state is shared with the handle)."""
+
+    state: QueueState[T]
+    operator: ClassVar[str] = "queue"
+    # a sync run blocks on a condition; inside an event loop, await without blocking it
+    prefers_async: ClassVar[bool] = True
+
+    def open(self) -> Iterator[T]:
+        return self.state.iterate()
+
+    def open_async(self) -> AsyncIterator[T]:
+        return self.state.aiterate()
+
+    def settle(self, stats: StageStats) -> None:
+        self.state.settle(stats)

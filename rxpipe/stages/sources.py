@@ -113,6 +113,9 @@ class PublisherSource(Source[T]):
     publisher: Publisher[T]
     prefetch: int = 256
     label: str = "from_publisher"
+    #: It waits for signals from elsewhere: async runs (and the threads runtime) must be able
+    #: to interrupt that wait.
+    prefers_async: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
         if not callable(getattr(self.publisher, "subscribe", None)):

@@ -22,6 +22,7 @@ def test_parallel_on_a_local_dask_cluster() -> None:
         threads_per_worker=1,
         processes=True,
         host="127.0.0.1",
+        scheduler_port=0,  # any free port: another cluster on this machine must not matter
         dashboard_address=None,
     )
     try:

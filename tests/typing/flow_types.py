@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from typing import assert_type
 
-from rxpipe import Flow, Fragment, Publisher, Report, Result, stage
+from rxpipe import Flow, Fragment, Overflow, Publisher, QueueHandle, Report, Result, stage
 
 
 async def twice(x: int) -> int:
@@ -38,3 +38,9 @@ def check() -> None:
     assert isinstance(frag, Fragment)
     for x in ints:
         assert_type(x, int)
+    assert_type(Flow.merge(ints, Flow.range(3)), Flow[int])
+    assert_type(Flow.concat(Flow.of("a"), Flow.of("b")), Flow[str])
+    queued: tuple[Flow[bytes], QueueHandle[bytes]] = Flow.queue(8, Overflow.DROP_NEWEST)
+    flow, handle = queued
+    assert_type(handle.offer(b"x"), bool)
+    assert_type(flow.map(len), Flow[int])

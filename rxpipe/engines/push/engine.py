@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Generator, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Final, Literal, final
 
@@ -109,10 +109,17 @@ class PushEngine(Engine):
         """
         sizes = [self.buffer_for(plan.source_name)]
         for node in plan.nodes:
-            if isinstance(node.stage, Buffer) and node.name not in self._sizes:
-                sizes.append(node.stage.n)
+            stage = node.stage
+            if isinstance(stage, Buffer) and node.name not in self._sizes:
+                sizes.append(stage.n)
             else:
                 sizes.append(self.buffer_for(node.name))
+            lossy = isinstance(stage, Buffer) and stage.overflow is not Overflow.BACKPRESSURE
+            if lossy and sizes[-1] == 0:
+                raise ValueError(
+                    f"buffer {node.name!r} drops or fails when full, so its channel needs "
+                    "room: a size of 0 (a rendezvous) is never 'full' in that sense"
+                )
         return sizes
 
     def in_flight_bound(self, plan: Plan) -> int:
@@ -155,6 +162,76 @@ def _overflow(node: Node) -> Overflow | None:
 
 
 @final
+class _LoopSource(Iterator[Any]):
+    """An async source iterated by a thread on a private event loop, which another thread can
+    interrupt: ``interrupt()`` cancels the wait for the next item, and the iteration ends.
+
+    (A source waiting for items that never come, a quiet ``Flow.queue``, would otherwise keep
+    the thread, and the run's join, waiting.)
+    """
+
+    __slots__ = ("_gen", "_items", "_lock", "_loop", "_stopped", "_task")
+
+    def __init__(self, items: AsyncIterator[Any]) -> None:
+        self._items = items
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[Any] | None = None
+        self._stopped = False
+        self._gen = self._iterate()
+
+    def __next__(self) -> Any:
+        return next(self._gen)
+
+    def close(self) -> None:
+        """Close the source on the thread that iterates it (its loop lives there)."""
+        self._gen.close()
+
+    def _iterate(self) -> Generator[Any, None, None]:
+        loop = asyncio.new_event_loop()
+        with self._lock:
+            self._loop = loop
+        try:
+            while True:
+                task = loop.create_task(_anext(self._items))
+                with self._lock:
+                    if self._stopped:
+                        task.cancel()
+                    self._task = task
+                try:
+                    item = loop.run_until_complete(task)
+                except StopAsyncIteration:
+                    return
+                except asyncio.CancelledError:
+                    if self._stopped:
+                        return
+                    raise
+                yield item
+        finally:
+            try:
+                aclose = getattr(self._items, "aclose", None)
+                if aclose is not None:
+                    loop.run_until_complete(aclose())
+                loop.run_until_complete(loop.shutdown_asyncgens())
+            finally:
+                with self._lock:
+                    self._loop = self._task = None
+                loop.close()
+
+    def interrupt(self) -> None:
+        """Stop the iteration from any thread (idempotent)."""
+        with self._lock:
+            self._stopped = True
+            loop, task = self._loop, self._task
+            if loop is not None and task is not None:
+                loop.call_soon_threadsafe(task.cancel)
+
+
+async def _anext(items: AsyncIterator[Any]) -> Any:
+    return await anext(items)
+
+
+@final
 class PushRun(Run[Any]):
     """One run on the push engine: channels, one runner per stage, and a consumer end."""
 
@@ -166,6 +243,7 @@ class PushRun(Run[Any]):
         "_pool",
         "_ports",
         "_report",
+        "_source_loop",
         "_started",
         "_stats",
         "_sync_iter",
@@ -183,6 +261,7 @@ class PushRun(Run[Any]):
         self._tasks: list[asyncio.Task[None]] = []
         self._threads: list[threading.Thread] = []
         self._sync_iter: Iterator[Any] | None = None
+        self._source_loop: _LoopSource | None = None
         self._pool: ThreadPoolExecutor | None = None
         self._report: Report | None = None
         self._started = 0.0
@@ -219,8 +298,13 @@ class PushRun(Run[Any]):
         self._started = time.perf_counter()
         self._wire(ThreadChannel)
         source = self._plan.source
-        # An async source gets its own event loop, inside its own thread.
-        items = iterate_on_private_loop(source.open_async()) if source.is_async else source.open()
+        # An async source (or one that waits for items) gets its own event loop, inside its
+        # own thread; stopping the run cancels its wait (see _signal_stop).
+        items: Iterator[Any]
+        if source.is_async or source.prefers_async:
+            items = self._source_loop = _LoopSource(source.open_async())
+        else:
+            items = source.open()
         targets: list[tuple[Any, tuple[Any, ...]]] = [
             (run_source_threads, (items, self._stats[0], self._channels[0]))
         ]
@@ -297,6 +381,8 @@ class PushRun(Run[Any]):
         blocked receivers a closed one, so every runner ends soon (idempotent)."""
         for ch in reversed(self._channels):
             ch.close_receiving()
+        if self._source_loop is not None:
+            self._source_loop.interrupt()  # a source waiting for items would never notice
 
     def _stop_threads(self) -> None:
         if self._closed:
@@ -394,6 +480,7 @@ class PushRun(Run[Any]):
         for i, ch in enumerate(self._channels):
             discarded = ch.statistics().discarded
             stats[min(i + 1, len(stats) - 1)].lost += discarded
+        self._plan.source.settle(stats[0])  # what only the source knows (rejected offers)
         elapsed = time.perf_counter() - self._started if self._started else 0.0
         self._report = Report.build(
             stats, delivered=self.delivered, engine=self._engine.name, elapsed_seconds=elapsed
