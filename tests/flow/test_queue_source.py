@@ -174,8 +174,12 @@ def test_a_completed_queue_is_one_shot(engine: Engine) -> None:
 
         def on_complete(self) -> None:
             signals.append("complete")
+            ended.set()
 
+    ended = threading.Event()
     flow.subscribe(Sub(), engine=engine)
+    # a queue's publisher waits for items on a thread of its own: the terminal comes from there
+    assert ended.wait(5)
     assert signals == ["subscribed", "complete"]
 
 

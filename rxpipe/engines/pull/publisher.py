@@ -8,8 +8,10 @@ serial across threads (rule 1.3) and ``request`` from inside ``on_next`` never r
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import weakref
+from collections import deque
 from collections.abc import Iterator
 from typing import Any, Generic, TypeVar, final
 
@@ -72,9 +74,15 @@ class FlowPublisher(Generic[T]):
             signal_safely(subscriber, "on_subscribe", InertSubscription())
             signal_safely(subscriber, "on_error", exc)
             return
-        sub = _FlowSubscription(subscriber, run)
+        source = self._plan.source
+        waits = self._plan.is_async or source.prefers_async
+        sub: Subscription = (
+            _PumpedSubscription(subscriber, run) if waits else _FlowSubscription(subscriber, run)
+        )
         if not signal_safely(subscriber, "on_subscribe", sub):
             sub.cancel()
+        elif isinstance(sub, _PumpedSubscription):
+            sub.activate()  # on_next may come from the pump's thread: only after on_subscribe
 
 
 @final
@@ -191,3 +199,221 @@ class _FlowSubscription(Subscription, Generic[T]):
             self._end()  # rule 2.13: a subscriber that raised is treated as cancelled
             return False
         return True
+
+
+_COMPLETE: Any = object()
+
+
+@final
+class _PumpedSubscription(Subscription, Generic[T]):
+    """A subscription over a run that waits (async stages, ``Flow.queue``, publishers).
+
+    Such a run cannot be pulled inside ``request`` without blocking the caller, perhaps for
+    ever (rules 1.9, 3.4, 3.5). So a pump task, on an event loop in a thread of its own, pulls
+    one item at a time while there is unmet demand, and the drain loop hands over what it
+    fetched: ``request`` and ``cancel`` return at once, and ``cancel`` interrupts the pump's
+    wait. The thread ends with the run.
+    """
+
+    __slots__ = (
+        "_active",
+        "_bad",
+        "_cancelled",
+        "_done",
+        "_drain_loop",
+        "_end",
+        "_items",
+        "_lock",
+        "_loop",
+        "_requested",
+        "_run",
+        "_started",
+        "_subscriber",
+        "_task",
+        "_wake",
+    )
+
+    def __init__(self, subscriber: Subscriber[T], run: Run[T]) -> None:
+        self._subscriber: Subscriber[T] | None = subscriber
+        self._run = run
+        self._active = False
+        self._lock = threading.Lock()
+        self._items: deque[T] = deque()
+        self._requested = 0
+        self._cancelled = False
+        self._done = False
+        self._bad: ValueError | None = None
+        self._end: Any = None  # _COMPLETE or the run's exception, once the pump ended
+        self._started = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._wake: asyncio.Event | None = None
+        self._drain_loop = DrainLoop(self._drain)
+
+    # -- Subscription ----------------------------------------------------------------------------
+    def request(self, n: int) -> None:
+        error = check_request(n)
+        with self._lock:
+            if self._done or self._cancelled:
+                return
+            if error is not None:
+                self._bad = self._bad or error
+            else:
+                self._requested = add_demand(self._requested, n)
+            start = not self._started and error is None
+            self._started = self._started or start
+        if start:
+            threading.Thread(target=self._pump_thread, name="rxpipe-publisher", daemon=True).start()
+        else:
+            self._poke()
+        self._drain_loop.schedule()
+
+    def cancel(self) -> None:
+        with self._lock:
+            if self._done or self._cancelled:
+                return
+            self._cancelled = True
+        self._interrupt()
+        self._drain_loop.schedule()
+
+    # -- the pump, on its own loop ---------------------------------------------------------------
+    def _poke(self) -> None:
+        with self._lock:
+            loop, wake = self._loop, self._wake
+        if loop is not None and wake is not None:
+            try:
+                loop.call_soon_threadsafe(wake.set)
+            except RuntimeError:  # its loop already closed: the pump is over
+                pass
+
+    def _interrupt(self) -> None:
+        with self._lock:
+            loop, task = self._loop, self._task
+        if loop is not None and task is not None:
+            try:
+                loop.call_soon_threadsafe(task.cancel)
+            except RuntimeError:
+                pass
+
+    def _pump_thread(self) -> None:
+        try:
+            asyncio.run(self._pump_main())
+        except asyncio.CancelledError:  # cancelled while closing: the subscriber is gone
+            self._finish_pump(None)
+
+    async def _pump_main(self) -> None:
+        with self._lock:
+            self._loop = asyncio.get_running_loop()
+            self._wake = asyncio.Event()
+            self._task = asyncio.current_task()
+            cancelled = self._cancelled
+        if cancelled:
+            self._finish_pump(None)
+            return
+        end: Any = _COMPLETE
+        items = aiter(self._run)
+        try:
+            while True:
+                wake = self._wake
+                while True:
+                    with self._lock:
+                        want = self._requested > len(self._items) and not self._cancelled
+                        stop = self._cancelled or self._bad is not None
+                    if want or stop:
+                        break
+                    wake.clear()
+                    with self._lock:
+                        want = self._requested > len(self._items) or self._cancelled
+                    if not want:
+                        await wake.wait()
+                if stop:
+                    end = None
+                    break
+                try:
+                    item = await anext(items)
+                except StopAsyncIteration:
+                    break
+                with self._lock:
+                    self._items.append(item)
+                self._drain_loop.schedule()
+        except asyncio.CancelledError:
+            end = None  # cancelled by the subscriber
+        except Exception as exc:
+            end = exc
+        finally:
+            try:
+                await self._run.aclose()
+            except Exception as exc:  # rules 3.15/3.16: reported, never raised at the caller
+                report_subscriber_error(self._run, "aclose", exc)
+        self._finish_pump(end)
+
+    def _finish_pump(self, end: Any) -> None:
+        with self._lock:
+            self._end = _COMPLETE if end is None else end
+            self._loop = self._task = self._wake = None
+        self._drain_loop.schedule()
+
+    # -- the drain loop: signals, serially -------------------------------------------------------
+    def activate(self) -> None:
+        """``on_subscribe`` returned: signals may flow now, from any thread (rule 1.3)."""
+        self._active = True
+        self._drain_loop.schedule()
+
+    def _drain(self) -> None:
+        subscriber = self._subscriber
+        if subscriber is None or not self._active:
+            return
+        if self._cancelled:
+            self._drop()
+            return
+        if self._bad is not None:
+            error = self._bad
+            self._interrupt()
+            self._drop()
+            signal_safely(subscriber, "on_error", error)
+            return
+        while self._emit_one(subscriber):
+            self._poke()
+
+    def _emit_one(self, subscriber: Subscriber[T]) -> bool:
+        """Hand over one fetched item, or the end; False when this pass is over."""
+        with self._lock:
+            interrupted = self._cancelled or self._bad is not None
+            item: Any = _COMPLETE
+            end: Any = None
+            if interrupted:
+                pass
+            elif self._items and self._requested > 0:
+                item = self._items.popleft()
+                if self._requested != MAX_DEMAND:
+                    self._requested -= 1
+            elif not self._items and self._end is not None:
+                end = self._end
+                self._drop_locked()
+            else:
+                return False
+        if interrupted:  # cancel or a bad request came from inside on_next: handle it now
+            self._drain()
+            return False
+        if end is not None:
+            if end is _COMPLETE:
+                signal_safely(subscriber, "on_complete")
+            else:
+                signal_safely(subscriber, "on_error", end)
+            return False
+        if not signal_safely(subscriber, "on_next", item):
+            with self._lock:
+                self._cancelled = True
+            self._interrupt()
+            self._drop()
+            return False
+        return True
+
+    def _drop_locked(self) -> None:
+        self._done = True
+        self._subscriber = None  # rule 3.13
+        self._items.clear()
+
+    def _drop(self) -> None:
+        with self._lock:
+            self._drop_locked()

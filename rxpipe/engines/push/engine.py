@@ -416,9 +416,11 @@ class PushRun(Run[Any]):
                 del item
         finally:
             self._signal_stop()  # wakes the helper thread too, if it is blocked receiving
-            await loop.run_in_executor(pool, self._stop_threads)
-            pool.shutdown(wait=True)
-            self._pool = None
+            try:
+                await loop.run_in_executor(pool, self._stop_threads)
+            finally:  # even when cancelled meanwhile: the helper finishes the join, then ends
+                pool.shutdown(wait=True)
+                self._pool = None
 
     # -- Run interface -------------------------------------------------------------------------
     def __iter__(self) -> Iterator[Any]:
