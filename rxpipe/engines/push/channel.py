@@ -264,6 +264,48 @@ class AsyncChannel(Generic[T]):
         self._after_take(k)
         return items
 
+    def space(self) -> int:
+        """How many items ``send_nowait`` would take right now (0: rendezvous, full or closed)."""
+        return max(0, self._fast_cap - len(self._buf))
+
+    def send_available(self, items: list[T]) -> None:
+        """Append items that fit now, all at once (check :meth:`space` first).
+
+        Raises:
+            WouldBlock: they do not all fit (nothing is sent).
+            BrokenChannelError, ClosedChannelError: as :meth:`send`.
+        """
+        buf = self._buf
+        if len(buf) + len(items) > self._fast_cap:
+            self._check_send_open()
+            raise WouldBlock
+        buf.extend(items)
+        n = len(buf)
+        if n > self._peak:
+            self._peak = n
+        if self._receive_waiters:
+            self._wake(self._receive_waiters, len(items))
+
+    def receive_available(self, max_n: int) -> list[T]:
+        """Take up to ``max_n`` items that are ready now, without waiting (maybe none).
+
+        Raises what :meth:`receive_nowait` raises once the channel is closed and drained.
+        """
+        if not self._receivable():
+            return []
+        if not self._buffer_size:
+            return [self._take_one()]  # a rendezvous holds one item
+        buf = self._buf
+        if len(buf) <= max_n:
+            items = list(buf)
+            buf.clear()
+        else:
+            items = [buf.popleft() for _ in range(max_n)]
+        k = len(items)
+        self._received += k
+        self._after_take(k)
+        return items
+
     def close_receiving(self) -> None:
         """Stop receiving: senders get :class:`BrokenChannelError`; buffered items are discarded.
 

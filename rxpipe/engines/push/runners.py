@@ -372,10 +372,59 @@ async def run_simple_async(p: PushPorts, outbox: Any, fn: Any, keep: bool) -> No
     """
     inbox, stats = p.inbox, p.stats
     receive_nowait, send_nowait = inbox.receive_nowait, outbox.send_nowait
+    batches = hasattr(outbox, "space") and hasattr(inbox, "receive_available")
     received = emitted = filtered = 0
     holding = False
+    batch: list[Any] = []
     try:
         while True:
+            # Several ready items per wake-up: take no more than the output channel has room
+            # for, so all their results fit at once and the stage never holds more than the
+            # downstream channel could (the in-flight bound holds).
+            room = outbox.space() if batches else 0
+            if room > 1:
+                try:
+                    batch = inbox.receive_available(room)
+                except (EndOfChannel, ClosedChannelError, BrokenChannelError, WouldBlock):
+                    batch = []  # the item-by-item path below reports the end
+                except Exception:
+                    batch = []
+                if batch:
+                    outs: list[Any] = []
+                    for i, item in enumerate(batch):
+                        received += 1
+                        try:
+                            out = fn(item)
+                        except Exception as exc:
+                            # what came before the failing item still goes out first (it fits)
+                            stats.errored += 1
+                            stats.lost += len(batch) - i - 1
+                            try:
+                                outbox.send_available(outs)
+                                emitted += len(outs)
+                            except (BrokenChannelError, ClosedChannelError):
+                                stats.lost += len(outs)
+                            inbox.close_receiving()
+                            outbox.fail(annotate(exc, stats.name))
+                            batch = []
+                            return
+                        if keep:
+                            if out:
+                                outs.append(item)
+                            else:
+                                filtered += 1
+                        else:
+                            outs.append(out)
+                    batch = []
+                    try:
+                        outbox.send_available(outs)
+                    except (BrokenChannelError, ClosedChannelError):
+                        emitted += len(outs)
+                        stats.lost += len(outs)
+                        inbox.close_receiving()
+                        return
+                    emitted += len(outs)
+                    continue
             try:
                 item = receive_nowait()
             except WouldBlock:

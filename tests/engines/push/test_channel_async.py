@@ -641,3 +641,49 @@ def test_random_op_sequences_keep_order_and_the_bound(
         assert (stats.blocked_senders, stats.blocked_receivers) == (0, 0)
 
     run(main)
+
+
+def test_space_and_batch_operations_never_wait_or_overfill() -> None:
+    async def main() -> None:
+        ch: AsyncChannel[int] = AsyncChannel(4)
+        assert ch.space() == 4
+        ch.send_available([1, 2, 3])
+        assert ch.space() == 1
+        with pytest.raises(WouldBlock):
+            ch.send_available([4, 5])  # would overfill: nothing is sent
+        assert ch.statistics().current == 3
+        assert ch.receive_available(2) == [1, 2]
+        assert ch.receive_available(10) == [3]
+        assert ch.receive_available(10) == []
+        ch.send_available([None, 0])
+        ch.close()
+        assert ch.space() == 0
+        assert ch.receive_available(5) == [None, 0]
+        with pytest.raises(EndOfChannel):
+            ch.receive_available(5)
+        assert ch.statistics().peak == 3
+
+    asyncio.run(main())
+
+
+def test_send_available_wakes_a_waiting_receiver() -> None:
+    async def main() -> list[int]:
+        ch: AsyncChannel[int] = AsyncChannel(8)
+        receiver = asyncio.create_task(ch.receive_batch(8))
+        await asyncio.sleep(0)
+        ch.send_available([7, 8, 9])
+        return await asyncio.wait_for(receiver, 1)
+
+    assert asyncio.run(main()) == [7, 8, 9]
+
+
+def test_rendezvous_has_no_space_and_hands_over_one_item() -> None:
+    async def main() -> None:
+        ch: AsyncChannel[str] = AsyncChannel(0)
+        assert ch.space() == 0
+        sender = asyncio.create_task(ch.send("x"))
+        await asyncio.sleep(0)
+        assert ch.receive_available(5) == ["x"]
+        await asyncio.wait_for(sender, 1)
+
+    asyncio.run(main())
