@@ -653,7 +653,7 @@ class Flow(Generic[T_co]):
 
     async def to_list_async(self, *, engine: EngineArg = "pull") -> list[T_co]:
         """Async twin of :meth:`to_list`."""
-        return [item async for item in self._open(engine)]
+        return await self._open(engine).collect_async()
 
     def first(self, *, default: Any = _MISSING, engine: EngineArg = "pull") -> T_co:
         """The first item, then cancel the run.

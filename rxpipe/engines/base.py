@@ -55,6 +55,10 @@ class Run(ABC, Generic[T]):
         self.consume(out.append)
         return out
 
+    async def collect_async(self) -> list[T]:
+        """All items as a list, from async code (engines may override with a faster path)."""
+        return [item async for item in self]
+
     def consume(self, fn: Callable[[T], object]) -> None:
         """Run to the end from sync code, calling ``fn`` on each item in order.
 

@@ -35,6 +35,7 @@ from rxpipe.engines.push.ports import PushPorts
 from rxpipe.engines.push.runners import (
     PassThrough,
     run_async_stage_threads,
+    run_iterator_source_async,
     run_overflow_async,
     run_overflow_threads,
     run_simple_async,
@@ -286,8 +287,12 @@ class PushRun(Run[Any]):
         self._started = time.perf_counter()
         self._wire(AsyncChannel)
         source = self._plan.source
-        items = source.open_async()
-        coros = [run_source_async(items, self._stats[0], self._channels[0])]
+        first: Coroutine[Any, Any, None]
+        if source.is_async or source.prefers_async:
+            first = run_source_async(source.open_async(), self._stats[0], self._channels[0])
+        else:  # a plain iterator: no async generator in between, batches straight in
+            first = run_iterator_source_async(source.open(), self._stats[0], self._channels[0])
+        coros = [first]
         coros += [
             _async_runner(node, p, self._channels[i + 1])
             for i, (p, node) in enumerate(zip(self._ports, self._plan.nodes, strict=True))
@@ -429,6 +434,38 @@ class PushRun(Run[Any]):
         else:
             self._sync_iter = iterate_on_private_loop(self._aiter_asyncio())
         return self._sync_iter
+
+    async def collect_async(self) -> list[Any]:
+        if self._engine.runtime == "threads":
+            return [item async for item in self._aiter_threads()]
+        # Items that reach the list are delivered, not in flight: take every ready one at once.
+        self._start_tasks()
+        last = self._channels[-1]
+        out: list[Any] = []
+        try:
+            while True:
+                try:
+                    batch = await last.receive_batch(4096)
+                except EndOfChannel:
+                    break
+                out.extend(batch)
+                self.delivered += len(batch)
+        finally:
+            await self._astop()
+        return out
+
+    def collect(self) -> list[Any]:
+        if self._engine.runtime == "threads":
+            return super().collect()
+        ensure_no_running_loop("a push/asyncio run from sync code", "the _async terminal")
+        loop = asyncio.new_event_loop()
+        try:
+            return loop.run_until_complete(self.collect_async())
+        finally:
+            try:
+                loop.run_until_complete(loop.shutdown_asyncgens())
+            finally:
+                loop.close()
 
     def consume(self, fn: Callable[[Any], object]) -> None:
         if self._engine.runtime == "threads":

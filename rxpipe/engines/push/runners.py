@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import itertools
 from collections import deque
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -30,6 +31,7 @@ from rxpipe.stages.errors import annotate
 __all__ = (
     "PassThrough",
     "run_async_stage_threads",
+    "run_iterator_source_async",
     "run_overflow_async",
     "run_overflow_threads",
     "run_simple_async",
@@ -245,6 +247,51 @@ async def run_source_async(items: AsyncIterator[Any], stats: StageStats, outbox:
         close = getattr(items, "aclose", None)
         if close is not None:
             await close()
+
+
+async def run_iterator_source_async(items: Iterator[Any], stats: StageStats, outbox: Any) -> None:
+    """A synchronous source on the asyncio runtime: as many items per step as the channel has
+    room for, then a waiting send when it is full (which is where the task yields)."""
+    send_nowait = outbox.send_nowait
+    batches = hasattr(outbox, "space")
+    try:
+        while True:
+            room = outbox.space() if batches else 0
+            if room > 1:
+                chunk = list(itertools.islice(items, room))
+                if chunk:
+                    try:
+                        outbox.send_available(chunk)
+                    except (BrokenChannelError, ClosedChannelError):
+                        stats.emitted += len(chunk)
+                        stats.lost += len(chunk)
+                        return
+                    stats.emitted += len(chunk)
+                if len(chunk) < room:
+                    break  # exhausted
+                await asyncio.sleep(0)  # room all the time: still let the others run
+                continue
+            item = next(items, NOTHING)
+            if item is NOTHING:
+                break
+            try:
+                try:
+                    send_nowait(item)
+                except WouldBlock:
+                    await outbox.send(item)
+            except (BrokenChannelError, ClosedChannelError):
+                stats.emitted += 1
+                stats.lost += 1
+                return
+            stats.emitted += 1
+    except Exception as exc:
+        outbox.fail(annotate(exc, stats.name))
+    else:
+        outbox.close()
+    finally:
+        close = getattr(items, "close", None)
+        if close is not None:
+            close()
 
 
 def run_source_threads(items: Iterator[Any], stats: StageStats, outbox: Any) -> None:
