@@ -130,3 +130,23 @@ def iterate_on_private_loop(items: AsyncIterator[T]) -> Iterator[T]:
             loop.run_until_complete(loop.shutdown_asyncgens())
         finally:
             loop.close()
+
+
+async def settle_tasks(tasks: list[asyncio.Task[Any]] | list[asyncio.Future[Any]]) -> bool:
+    """Cancel ``tasks`` and wait until they are all done, even if we are cancelled meanwhile.
+
+    Cleanup code runs this in ``finally`` blocks, where a second cancellation (the run being
+    stopped while this stage was already ending) must not skip the accounting that follows.
+    Returns whether such a cancellation arrived: the caller re-raises after its accounting.
+    """
+    for task in tasks:
+        task.cancel()
+    cancelled = False
+    while True:
+        pending = [t for t in tasks if not t.done()]
+        if not pending:
+            return cancelled
+        try:
+            await asyncio.wait(pending)
+        except asyncio.CancelledError:
+            cancelled = True

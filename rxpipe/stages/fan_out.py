@@ -26,14 +26,14 @@ from collections import deque
 from collections.abc import Callable, Hashable
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import Any, ClassVar, Final, TypeVar
+from typing import Any, ClassVar, Final, NamedTuple, TypeVar
 
 from rxpipe.stages._base import Ports, Stage, StageLogic, StageStats
 from rxpipe.stages.chain import Interpreter
 from rxpipe.stages.errors import Node, annotate
 from rxpipe.stages.simple import check_callable, check_count
 
-__all__ = ("Parallel", "Partition", "run_batch")
+__all__ = ("BatchCounts", "Parallel", "Partition", "run_batch")
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -56,8 +56,16 @@ def _check_stage(stage: object, what: str) -> None:
         raise TypeError(f"{what} needs a Stage or a rxpipe.stage() fragment, got {stage!r}")
 
 
-def run_batch(nodes: tuple[Node, ...], items: list[Any]) -> tuple[list[Any], int]:
-    """Run ``nodes`` afresh over one batch: its outputs, and how many items it did not emit.
+class BatchCounts(NamedTuple):
+    """What the stage did not emit in one executor batch, by reason (for the Report)."""
+
+    filtered: int
+    errored: int
+    dropped: int
+
+
+def run_batch(nodes: tuple[Node, ...], items: list[Any]) -> tuple[list[Any], BatchCounts]:
+    """Run ``nodes`` afresh over one batch: its outputs, and the items it did not emit.
 
     Module-level so an executor can pickle it; it runs in the worker (thread, process or
     Dask worker), on one generic interpreter per batch.
@@ -87,7 +95,11 @@ def run_batch(nodes: tuple[Node, ...], items: list[Any]) -> tuple[list[Any], int
     interp.stop()
     if interp.error is not None:
         raise interp.error
-    return out, sum(st.filtered for st in stats)
+    return out, BatchCounts(
+        sum(st.filtered for st in stats),
+        sum(st.errored for st in stats),
+        sum(st.dropped for st in stats),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,6 +180,7 @@ class _CopiesLogic(StageLogic[Any, Any]):
         "ready",
         "seq",
         "seq_in",
+        "stopped",
         "turn",
         "upstream_done",
         "work",
@@ -199,6 +212,7 @@ class _CopiesLogic(StageLogic[Any, Any]):
         self.next_seq = 0  # ordered: the next input number to emit outputs of
         self.turn = 0
         self.upstream_done = False
+        self.stopped = False
 
     # -- callbacks -------------------------------------------------------------------------------
     def pre_start(self) -> None:
@@ -221,6 +235,7 @@ class _CopiesLogic(StageLogic[Any, Any]):
         self._pump()
 
     def on_downstream_finish(self) -> None:
+        self.stopped = True  # work still ending later must not start the merge loop again
         for c in self.copies:
             if not c.finished:
                 c.cancel()
@@ -338,6 +353,8 @@ class _CopiesLogic(StageLogic[Any, Any]):
 
     # -- the merge loop --------------------------------------------------------------------------
     def _pump(self) -> None:
+        if self.stopped:
+            return
         ports, copies = self.ports, self.copies
         while True:
             for i, c in enumerate(copies):
@@ -362,7 +379,8 @@ class _CopiesLogic(StageLogic[Any, Any]):
                 wanted = (buffered < len(copies) or due) and not c.finished
                 if wanted and not c.output and not c.wants_output():
                     c.demand()
-                    asked = True
+                    # progress only if the copy could take the demand (a cancelled one can't)
+                    asked |= c.wants_output() or bool(c.output) or c.finished
             if asked:
                 continue
             if self._route():
@@ -402,7 +420,7 @@ class _CopiesLogic(StageLogic[Any, Any]):
 class _ExecutorLogic(StageLogic[Any, Any]):
     """``parallel(n, stage, executor=...)``: batches go to the executor, ``n`` at a time."""
 
-    __slots__ = ("batch", "nodes", "running", "spec", "upstream_done", "waiting")
+    __slots__ = ("batch", "in_flight", "nodes", "running", "spec", "upstream_done", "waiting")
 
     def __init__(self, ports: Ports[Any, Any], spec: Parallel[Any, Any]) -> None:
         super().__init__(ports)
@@ -410,14 +428,14 @@ class _ExecutorLogic(StageLogic[Any, Any]):
         self.nodes = _nodes_of(spec.stage)
         self.batch: list[Any] = []
         self.running = 0
+        self.in_flight = 0  # items in batches submitted and not back yet
         # ordered: slots in input order; unordered: finished slots. A slot: [outcome, items]
         self.waiting: deque[list[Any]] = deque()
         self.upstream_done = False
 
     def held_items(self) -> int:
-        return len(self.batch) + sum(
-            len(s[1]) if s[0] is _NO_ITEM else len(s[0]) for s in self.waiting
-        )
+        finished = sum(len(s[0]) for s in self.waiting if s[0] is not _NO_ITEM)
+        return len(self.batch) + self.in_flight + finished
 
     def pre_start(self) -> None:
         self.ports.pull()
@@ -441,12 +459,13 @@ class _ExecutorLogic(StageLogic[Any, Any]):
         items, self.batch = self.batch, []
         slot: list[Any] = [_NO_ITEM, items]
         self.running += 1
+        self.in_flight += len(items)
         if self.spec.ordered:
             self.waiting.append(slot)
         executor, nodes = self.spec.executor, self.nodes
         assert executor is not None
 
-        async def work() -> tuple[list[Any], int]:
+        async def work() -> tuple[list[Any], BatchCounts]:
             future = executor.submit(run_batch, nodes, items)
             return await asyncio.wrap_future(future)
 
@@ -455,6 +474,7 @@ class _ExecutorLogic(StageLogic[Any, Any]):
     def _finished(self, slot: list[Any], result: Any, error: BaseException | None) -> None:
         self.running -= 1
         if error is not None:
+            self.in_flight -= len(slot[1])
             self.ports.stats.errored += len(slot[1])
             if _is_pickling_error(error):
                 error = TypeError(
@@ -467,8 +487,12 @@ class _ExecutorLogic(StageLogic[Any, Any]):
                 annotate(error, self.ports.stats.name)
             self.ports.fail(error)
             return
-        outputs, not_emitted = result
-        self.ports.stats.filtered += not_emitted
+        self.in_flight -= len(slot[1])
+        outputs, counts = result
+        stats = self.ports.stats
+        stats.filtered += counts.filtered
+        stats.errored += counts.errored
+        stats.dropped += counts.dropped
         slot[0] = deque(outputs)
         if not self.spec.ordered:
             self.waiting.append(slot)

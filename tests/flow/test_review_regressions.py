@@ -133,3 +133,46 @@ def test_stop_iteration_inside_async_flows_too() -> None:
 
     with pytest.raises((RuntimeError, StopIteration)):
         asyncio.run(Flow.range(5).map(f).to_list_async())
+
+
+@pytest.mark.timeout(60)
+def test_fan_out_stops_cleanly_while_copies_still_have_work_running(engine: Engine) -> None:
+    async def jitter(x: int) -> int:
+        await asyncio.sleep((x * 7919 % 13) / 5000)
+        return x
+
+    flow = Flow.range(30).parallel(3, stage().map_async(jitter, concurrency=3)).take(3)
+    for _ in range(15):  # the hang it guards against needed an unlucky interleaving
+        report = flow.run(engine=engine)
+        assert report.delivered == 3
+
+
+@pytest.mark.parametrize("ordered", [True, False])
+def test_executor_batches_report_errors_and_in_flight_items(engine: Engine, ordered: bool) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    def every_third_fails(x: int) -> int:
+        if x % 3 == 0:
+            raise ValueError(x)
+        return x
+
+    def slow(x: int) -> int:
+        import time
+
+        time.sleep(0.002)
+        return x
+
+    with ThreadPoolExecutor(4) as pool:
+        skipping = Flow.range(12).parallel(
+            2, stage().map(every_third_fails, errors="skip"), executor=pool, ordered=ordered
+        )
+        report = skipping.run(engine=engine)
+        assert report.delivered == 8
+        assert report.stages["parallel"].errored == 4
+        early = Flow.range(40).parallel(2, stage().map(slow), executor=pool, ordered=ordered)
+        report = early.take(1).run(engine=engine)
+        source = report.stages["range"].emitted
+        accounted = report.delivered + sum(
+            s.filtered + s.errored + s.dropped + s.lost for s in report.stages.values()
+        )
+        assert source == accounted

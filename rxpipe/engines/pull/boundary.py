@@ -14,6 +14,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Iterator
 from typing import Any, Final, final
 
+from rxpipe.engines.base import settle_tasks
 from rxpipe.stages._base import StageStats
 
 __all__ = ("Boundary",)
@@ -108,10 +109,10 @@ class Boundary:
                     if not buf and not finished:
                         await ready.wait()
         finally:
-            if not producer.done():
-                producer.cancel()
-            await asyncio.gather(producer, return_exceptions=True)
+            again = await settle_tasks([producer])
             stats.lost += len(buf)
             aclose = getattr(src, "aclose", None)
             if aclose is not None:
                 await aclose()
+            if again:
+                raise asyncio.CancelledError

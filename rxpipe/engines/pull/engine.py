@@ -18,7 +18,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any, Final, final
 
-from rxpipe.engines.base import Engine, Plan, Run, iterate_on_private_loop
+from rxpipe.engines.base import Engine, Plan, Run, iterate_on_private_loop, settle_tasks
 from rxpipe.engines.pull.boundary import Boundary
 from rxpipe.engines.pull.fused import FusedRun, is_fusible
 from rxpipe.stages._base import Done, StageStats
@@ -230,16 +230,15 @@ async def _adrive(
                 task.result()  # next_input handles its errors; this re-raises only bugs
     finally:
         pending = [*running, *([input_task] if input_task is not None else [])]
-        for task in pending:
-            task.cancel()
-        if pending:
-            await asyncio.gather(*pending, return_exceptions=True)
+        again = await settle_tasks(pending) if pending else False
         if not interp.finished:
             interp.cancel()
         interp.stop()
         close = getattr(src, "aclose", None)
         if close is not None:
             await close()
+        if again:
+            raise asyncio.CancelledError
 
 
 _NO_LOOP: Final = (

@@ -273,8 +273,19 @@ class _PumpedSubscription(Subscription, Generic[T]):
             if self._done or self._cancelled:
                 return
             self._cancelled = True
-        self._interrupt()
+            started = self._started
+        if started:
+            self._interrupt()
+        else:
+            self._close_unstarted()
         self._drain_loop.schedule()
+
+    def _close_unstarted(self) -> None:
+        """Cancelled (or refused) before any item was asked for: end the run here and now."""
+        try:
+            self._run.close()
+        except Exception as exc:  # rules 3.15/3.16: reported, never raised at the caller
+            report_subscriber_error(self._run, "close", exc)
 
     # -- the pump, on its own loop ---------------------------------------------------------------
     def _poke(self) -> None:
@@ -296,20 +307,23 @@ class _PumpedSubscription(Subscription, Generic[T]):
                 pass
 
     def _pump_thread(self) -> None:
+        end: Any = None
         try:
-            asyncio.run(self._pump_main())
+            end = asyncio.run(self._pump_main())
         except asyncio.CancelledError:  # cancelled while closing: the subscriber is gone
-            self._finish_pump(None)
+            end = None
+        # the terminal signal goes out only now: the loop is closed, the thread just ends
+        self._finish_pump(end)
 
-    async def _pump_main(self) -> None:
+    async def _pump_main(self) -> Any:
         with self._lock:
             self._loop = asyncio.get_running_loop()
             self._wake = asyncio.Event()
             self._task = asyncio.current_task()
             cancelled = self._cancelled
         if cancelled:
-            self._finish_pump(None)
-            return
+            await self._run.aclose()
+            return None
         end: Any = _COMPLETE
         items = aiter(self._run)
         try:
@@ -345,7 +359,9 @@ class _PumpedSubscription(Subscription, Generic[T]):
                 await self._run.aclose()
             except Exception as exc:  # rules 3.15/3.16: reported, never raised at the caller
                 report_subscriber_error(self._run, "aclose", exc)
-        self._finish_pump(end)
+            with self._lock:
+                self._loop = self._task = self._wake = None
+        return end
 
     def _finish_pump(self, end: Any) -> None:
         with self._lock:
@@ -368,7 +384,12 @@ class _PumpedSubscription(Subscription, Generic[T]):
             return
         if self._bad is not None:
             error = self._bad
-            self._interrupt()
+            with self._lock:
+                started = self._started
+            if started:
+                self._interrupt()
+            else:
+                self._close_unstarted()
             self._drop()
             signal_safely(subscriber, "on_error", error)
             return

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from rxpipe.engines.base import settle_tasks
 from rxpipe.engines.push._channel_common import (
     BrokenChannelError,
     ClosedChannelError,
@@ -158,16 +159,15 @@ async def run_stage_async(p: PushPorts, outbox: Any) -> None:
             p.fail(RuntimeError(_STALL.format(p.stats.name)))
     finally:
         pending = [*running, *([receiving] if receiving is not None else [])]
-        for task in pending:
-            task.cancel()
-        if pending:
-            await asyncio.gather(*pending, return_exceptions=True)
+        again = await settle_tasks(pending) if pending else False
         if receiving is not None and not receiving.cancelled() and receiving.exception() is None:
             p.stats.lost += 1  # an item arrived while the stage was stopping
         p.stats.lost += p.held()
         p.out_item = NOTHING
         p.item = NOTHING
         logic.post_stop()
+        if again:
+            raise asyncio.CancelledError
 
 
 def run_stage_threads(p: PushPorts, outbox: Any) -> None:
