@@ -259,15 +259,18 @@ async def run_iterator_source_async(items: Iterator[Any], stats: StageStats, out
             room = outbox.space() if batches else 0
             if room > 1:
                 chunk = list(itertools.islice(items, room))
+                taken = len(chunk)
                 if chunk:
                     try:
                         outbox.send_available(chunk)
                     except (BrokenChannelError, ClosedChannelError):
-                        stats.emitted += len(chunk)
-                        stats.lost += len(chunk)
+                        stats.emitted += taken
+                        stats.lost += taken
                         return
-                    stats.emitted += len(chunk)
-                if len(chunk) < room:
+                    finally:
+                        chunk.clear()  # the channel holds them now (see run_simple_async)
+                    stats.emitted += taken
+                if taken < room:
                     break  # exhausted
                 await asyncio.sleep(0)  # room all the time: still let the others run
                 continue
@@ -463,14 +466,20 @@ async def run_simple_async(p: PushPorts, outbox: Any, fn: Any, keep: bool) -> No
                         else:
                             outs.append(out)
                     batch = []
+                    sent = len(outs)
                     try:
                         outbox.send_available(outs)
                     except (BrokenChannelError, ClosedChannelError):
-                        emitted += len(outs)
-                        stats.lost += len(outs)
+                        emitted += sent
+                        stats.lost += sent
                         inbox.close_receiving()
                         return
-                    emitted += len(outs)
+                    finally:
+                        # the channel has them now: keeping references here would keep
+                        # consumed items alive past the in-flight bound
+                        outs.clear()
+                        item = out = None
+                    emitted += sent
                     continue
             try:
                 item = receive_nowait()

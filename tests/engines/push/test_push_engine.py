@@ -153,3 +153,37 @@ def test_buffer_zero_is_a_rendezvous() -> None:
     assert len(produced) <= 1 + engine.in_flight_bound(flow.plan)
     run.close()
     assert engine.in_flight_bound(flow.plan) == 0 + 0 + 2 + 1
+
+
+@pytest.mark.parametrize("buffer", [1, 4, 8])
+@pytest.mark.parametrize("runtime", ["asyncio", "threads"])
+def test_live_items_never_exceed_the_in_flight_bound(buffer: int, runtime: str) -> None:
+    """Count live objects (not items seen): batching must not keep consumed items alive."""
+    lock = threading.Lock()
+    counts = {"live": 0, "peak": 0}
+
+    class Item:
+        def __init__(self) -> None:
+            with lock:
+                counts["live"] += 1
+                counts["peak"] = max(counts["peak"], counts["live"])
+
+        def __del__(self) -> None:
+            with lock:
+                counts["live"] -= 1
+
+    def source():  # type: ignore[no-untyped-def]
+        for _ in range(80):
+            yield Item()
+
+    flow = Flow.from_iterable(source()).map(lambda x: x).filter(lambda x: True)
+    engine = PushEngine(buffer=buffer, runtime=runtime)  # type: ignore[arg-type]
+
+    async def consume() -> None:
+        async for item in aiter(engine.open(flow.plan)):
+            await asyncio.sleep(0.0003)  # a slow consumer: every channel fills up
+            del item
+
+    asyncio.run(consume())
+    assert counts["live"] == 0
+    assert 1 <= counts["peak"] <= engine.in_flight_bound(flow.plan)
