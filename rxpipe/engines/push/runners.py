@@ -53,6 +53,15 @@ def _finish_outbox(p: PushPorts, outbox: Any) -> None:
         outbox.fail(p.end)
 
 
+def _downstream_gone(p: PushPorts) -> None:
+    """A send found the channel broken: the parked item is lost; the logic decides the rest."""
+    p.stats.lost += 1
+    p.out_item = NOTHING
+    p.out_closed = True
+    p.out_pulled = False
+    p.call(p.logic.on_downstream_finish)
+
+
 def _deliver(p: PushPorts, outcome: Any, error: BaseException | None) -> None:
     """Hand a receive's outcome to the logic: an item, the end, or upstream's failure."""
     logic = p.logic
@@ -116,12 +125,8 @@ async def run_stage_async(p: PushPorts, outbox: Any) -> None:
                 item = p.out_item
                 try:
                     await outbox.send(item)
-                except BrokenChannelError:  # downstream is gone
-                    p.stats.lost += 1
-                    p.out_item = NOTHING
-                    p.out_closed = True
-                    p.out_pulled = False
-                    p.call(logic.on_downstream_finish)
+                except BrokenChannelError:
+                    _downstream_gone(p)
                 else:
                     p.out_item = NOTHING
                 continue
@@ -182,11 +187,7 @@ def run_stage_threads(p: PushPorts, outbox: Any) -> None:
                 try:
                     outbox.send(item)
                 except (BrokenChannelError, ClosedChannelError):
-                    p.stats.lost += 1
-                    p.out_item = NOTHING
-                    p.out_closed = True
-                    p.out_pulled = False
-                    p.call(logic.on_downstream_finish)
+                    _downstream_gone(p)
                 else:
                     p.out_item = NOTHING
             if p.end is not NOTHING:
@@ -197,21 +198,10 @@ def run_stage_threads(p: PushPorts, outbox: Any) -> None:
             if p.in_pulled:
                 try:
                     item = inbox.receive()
-                except EndOfChannel:
-                    p.in_closed = True
-                    p.in_pulled = False
-                    p.call(logic.on_upstream_finish)
-                except (ClosedChannelError, BrokenChannelError):
-                    p.in_closed = True
-                    p.in_pulled = False
                 except Exception as exc:
-                    p.in_closed = True
-                    p.in_pulled = False
-                    p.call(logic.on_upstream_failure, exc)
+                    _deliver(p, None, exc)
                 else:
-                    p.in_pulled = False
-                    p.item = item
-                    p.call(logic.on_push)
+                    _deliver(p, item, None)
             elif not p.out_pulled and not p.out_closed:
                 p.out_pulled = True
                 p.call(logic.on_pull)
@@ -224,21 +214,30 @@ def run_stage_threads(p: PushPorts, outbox: Any) -> None:
         logic.post_stop()
 
 
+async def _send_counted(outbox: Any, item: Any, stats: StageStats) -> bool:
+    """A source sends one item: at once if there is room, else waiting for it.
+
+    Counts it as emitted; returns False (and counts it lost) when downstream is gone.
+    """
+    try:
+        try:
+            outbox.send_nowait(item)
+        except WouldBlock:
+            await outbox.send(item)  # cancelled here: never sent, so not counted at all
+    except (BrokenChannelError, ClosedChannelError):
+        stats.emitted += 1
+        stats.lost += 1
+        return False
+    stats.emitted += 1
+    return True
+
+
 async def run_source_async(items: AsyncIterator[Any], stats: StageStats, outbox: Any) -> None:
     """Send a source's items into its output channel; stop when downstream is gone."""
     try:
-        send_nowait = outbox.send_nowait
         async for item in items:
-            try:
-                try:
-                    send_nowait(item)
-                except WouldBlock:
-                    await outbox.send(item)
-            except (BrokenChannelError, ClosedChannelError):
-                stats.emitted += 1
-                stats.lost += 1
+            if not await _send_counted(outbox, item, stats):
                 return
-            stats.emitted += 1
     except Exception as exc:
         outbox.fail(annotate(exc, stats.name))
     else:
@@ -252,7 +251,6 @@ async def run_source_async(items: AsyncIterator[Any], stats: StageStats, outbox:
 async def run_iterator_source_async(items: Iterator[Any], stats: StageStats, outbox: Any) -> None:
     """A synchronous source on the asyncio runtime: as many items per step as the channel has
     room for, then a waiting send when it is full (which is where the task yields)."""
-    send_nowait = outbox.send_nowait
     batches = hasattr(outbox, "space")
     try:
         while True:
@@ -277,16 +275,8 @@ async def run_iterator_source_async(items: Iterator[Any], stats: StageStats, out
             item = next(items, NOTHING)
             if item is NOTHING:
                 break
-            try:
-                try:
-                    send_nowait(item)
-                except WouldBlock:
-                    await outbox.send(item)
-            except (BrokenChannelError, ClosedChannelError):
-                stats.emitted += 1
-                stats.lost += 1
+            if not await _send_counted(outbox, item, stats):
                 return
-            stats.emitted += 1
     except Exception as exc:
         outbox.fail(annotate(exc, stats.name))
     else:
