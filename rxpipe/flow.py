@@ -393,13 +393,16 @@ class Flow(Generic[T_co]):
         ordered: bool = True,
         name: str | None = None,
         errors: ErrorMode = "raise",
+        window: int | None = None,
     ) -> Flow[R]:
         """Await ``f(item)`` for each item, with at most ``concurrency`` calls running at once.
 
         The flow then needs an event loop (sync terminals run one of their own). In ordered
         mode the outputs keep the input order; a finished result waiting for an earlier one
-        does not hold a call slot, and at most ``4 * concurrency`` items are running or
-        waiting. Unordered mode emits each result as soon as it is ready.
+        does not hold a call slot, and at most ``window`` (default ``4 * concurrency``) items
+        are running or waiting: a slow call stalls new ones once the window is full, so widen
+        it to ride out long tails, at the cost of that many items held. Unordered mode emits
+        each result as soon as it is ready and holds at most ``concurrency`` items.
 
         - Emits when: the next result (ordered) or any result (unordered) is ready.
         - Backpressures when: ``concurrency`` calls run, or the window is full, and
@@ -412,12 +415,16 @@ class Flow(Generic[T_co]):
             concurrency: the most calls running at once, >= 1.
             ordered: keep the input order (``True``) or emit as results arrive.
             errors: as for :meth:`map`; ``"result"`` and ``"skip"`` keep the output order.
+            window: ordered mode only: the most items running or waiting for their turn,
+                >= ``concurrency``; ``None`` means ``4 * concurrency``.
 
         Raises:
-            TypeError: ``f`` is not callable, or ``ordered`` is not a bool.
-            ValueError: ``concurrency`` < 1.
+            TypeError: ``f`` is not callable, ``ordered`` is not a bool, or ``window`` is not
+                an int.
+            ValueError: ``concurrency`` < 1, ``window`` < ``concurrency``, or ``window`` given
+                with ``ordered=False``.
         """
-        return self._add(MapAsync(f, concurrency, ordered, errors), name)
+        return self._add(MapAsync(f, concurrency, ordered, errors, window), name)
 
     def parallel(
         self,

@@ -139,10 +139,11 @@ class Fragment(Stage[InT, T], Generic[InT, T]):
         ordered: bool = True,
         name: str | None = None,
         errors: ErrorMode = "raise",
+        window: int | None = None,
     ) -> Fragment[InT, R]:
         """See :meth:`rxpipe.Flow.map_async`."""
         flow = self._flow().map_async(
-            f, concurrency=concurrency, ordered=ordered, name=name, errors=errors
+            f, concurrency=concurrency, ordered=ordered, name=name, errors=errors, window=window
         )
         return self._of(flow)
 

@@ -113,7 +113,7 @@ def test_schedule_computes_list_schedules_with_and_without_the_ordered_window() 
     assert io_fanout.schedule([3.0, 1.0, 1.0, 1.0], 2) == 3.0
     assert io_fanout.schedule([3.0, 1.0, 1.0, 1.0], 2, window=2) == 4.0
     refs = io_fanout.references(io_fanout.delays(200))
-    assert refs[0].seconds <= refs[1].seconds <= refs[2].seconds
+    assert refs[0].seconds <= refs[1].seconds <= refs[3].seconds <= refs[2].seconds
 
 
 def test_io_fanout_table_lists_every_contender_references_and_targets() -> None:
@@ -127,6 +127,8 @@ def test_io_fanout_table_lists_every_contender_references_and_targets() -> None:
         io_fanout.PULL_O,
         io_fanout.PUSH_U,
         io_fanout.PUSH_O,
+        io_fanout.PULL_O_WIDE,
+        io_fanout.PUSH_O_WIDE,
         io_fanout.THREADS_U,
         io_fanout.THREADS_O,
         io_fanout.SEMAPHORE,

@@ -4,7 +4,9 @@ The logic never awaits: it asks its ports to :meth:`~rxpipe.stages.Ports.schedul
 and is called back with the outcome. In ordered mode a finished result that waits for an
 earlier one does not hold a call slot (aiostream's ordered map does, which makes it 2x slower
 than a worker pool under skewed latency); the window of running plus waiting items is capped
-at ``4 * concurrency`` so memory stays bounded however skewed the latencies are.
+(by default at ``4 * concurrency``, the contract's bound) so memory stays bounded however skewed
+the latencies are. The window is the one knob that trades memory for speed: a slow call at the
+head stalls new calls once the window is full, so a wider window rides out longer tails.
 
 Errors are applied here, in order, rather than by the generic error surface: a failure is
 known only when its call ends, and ``errors="result"``/``"skip"`` must keep the output order.
@@ -39,6 +41,7 @@ class MapAsync(Stage[T, R]):
     concurrency: int = 1
     ordered: bool = True
     errors: ErrorMode = "raise"
+    window: int | None = None
     operator: ClassVar[str] = "map_async"
     user_code: ClassVar[bool] = True
     is_async: ClassVar[bool] = True
@@ -51,11 +54,25 @@ class MapAsync(Stage[T, R]):
         if not isinstance(self.ordered, bool):
             raise TypeError(f"map_async(ordered=) must be a bool, got {self.ordered!r}")
         check_errors(self.errors)
+        if self.window is not None:
+            if not self.ordered:
+                raise ValueError(
+                    "map_async(window=) applies to ordered mode only: unordered mode emits each "
+                    "result when it is ready and holds at most `concurrency` items"
+                )
+            check_count(self.window, "map_async(window=)", minimum=1)
+            if self.window < self.concurrency:
+                raise ValueError(
+                    f"map_async(window={self.window}) must be >= concurrency "
+                    f"({self.concurrency}): the window holds every running call"
+                )
 
     @property
-    def window(self) -> int:
-        """The most items running or waiting for their turn (ordered mode)."""
-        return 4 * self.concurrency if self.ordered else self.concurrency
+    def held_max(self) -> int:
+        """The most items running or waiting (for their turn in ordered mode)."""
+        if not self.ordered:
+            return self.concurrency
+        return 4 * self.concurrency if self.window is None else self.window
 
     def create_logic(self, ports: Ports[T, R]) -> StageLogic[T, R]:
         return _MapAsyncLogic(ports, self)
@@ -149,7 +166,7 @@ class _MapAsyncLogic(StageLogic[Any, Any]):
         in_window = len(waiting) if self.spec.ordered else self.running + len(waiting)
         if (
             self.running < self.spec.concurrency
-            and in_window < self.spec.window
+            and in_window < self.spec.held_max
             and not ports.has_pulled()
         ):
             ports.pull()

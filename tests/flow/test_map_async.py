@@ -73,6 +73,24 @@ def test_a_finished_result_does_not_hold_a_call_slot(engine: Engine) -> None:
     assert started[:8] == list(range(8))
 
 
+@pytest.mark.parametrize("window", [2, 5, 16])
+def test_ordered_window_caps_items_running_or_waiting(engine: Engine, window: int) -> None:
+    """While item 0 is slow, exactly ``window`` items start: the cap is reached, not passed."""
+    started: list[int] = []
+    started_when_0_finished: list[int] = []
+
+    async def work(i: int) -> int:
+        started.append(i)
+        await asyncio.sleep(0.08 if i == 0 else 0.001)
+        if i == 0:
+            started_when_0_finished.append(len(started))
+        return i
+
+    flow = Flow.range(40).map_async(work, concurrency=2, window=window)
+    assert flow.to_list(engine=engine) == list(range(40))
+    assert started_when_0_finished == [window]
+
+
 def test_unordered_mode_emits_as_results_arrive(engine: Engine) -> None:
     async def work(i: int) -> int:
         await asyncio.sleep(0.03 if i == 0 else 0)
@@ -144,6 +162,14 @@ def test_bad_arguments() -> None:
         Flow.range(3).map_async(f, ordered="yes")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="callable"):
         Flow.range(3).map_async(None)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"window=3\) must be >= concurrency \(4\)"):
+        Flow.range(3).map_async(f, concurrency=4, window=3)
+    with pytest.raises(ValueError, match="ordered mode only"):
+        Flow.range(3).map_async(f, ordered=False, window=8)
+    with pytest.raises(TypeError, match="window"):
+        Flow.range(3).map_async(f, window=True)
+    with pytest.raises(TypeError, match="window"):
+        Flow.range(3).map_async(f, window="8")  # type: ignore[arg-type]
 
 
 def test_sync_terminal_inside_a_loop_points_at_the_async_twin() -> None:
