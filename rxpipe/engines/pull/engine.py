@@ -76,7 +76,9 @@ class _GenericSegment:
     def iterate(self, src: Iterator[Any], upstream: StageStats) -> Iterator[Any]:
         return _drive(Interpreter(self.nodes, self.stats), src, upstream)
 
-    def aiterate(self, src: AsyncIterator[Any], upstream: StageStats) -> AsyncIterator[Any]:
+    def aiterate(
+        self, src: AsyncIterator[Any] | Iterator[Any], upstream: StageStats
+    ) -> AsyncIterator[Any]:
         return _adrive(Interpreter(self.nodes, self.stats), src, upstream)
 
     def settle(self) -> int:
@@ -148,18 +150,23 @@ def _drive(interp: Interpreter, src: Iterator[Any], upstream: StageStats) -> Ite
 
 
 async def _adrive(
-    interp: Interpreter, src: AsyncIterator[Any], upstream: StageStats
+    interp: Interpreter, src: AsyncIterator[Any] | Iterator[Any], upstream: StageStats
 ) -> AsyncIterator[Any]:
     """The async twin of :func:`_drive`, which also runs the work stages schedule.
 
     While work is running, the segment waits for whichever comes first: a finished piece of
     work, or the input item a stage asked for. With no work in flight it simply awaits input.
+    A synchronous ``src`` (a sync source, or fused stages over one) is read inline: the item
+    is there at once, so no task is spent waiting for it; the loop still gets a turn every
+    few hundred items.
     """
     loop = asyncio.get_running_loop()
     running: set[asyncio.Task[Any]] = set()
     finished: deque[tuple[int, Done, Any, BaseException | None]] = deque()
     wake: list[asyncio.Future[None]] = []
     input_task: asyncio.Task[Any] | None = None
+    sync_src = src if isinstance(src, Iterator) else None
+    inline_reads = 0
 
     def on_work_end(index: int, done: Done, task: asyncio.Task[Any]) -> None:
         running.discard(task)
@@ -185,7 +192,18 @@ async def _adrive(
             running.add(task)
             task.add_done_callback(functools.partial(on_work_end, index, done))
 
+    def read_inline(it: Iterator[Any]) -> None:
+        try:
+            item = next(it)
+        except StopIteration:
+            interp.feed_end()
+        except Exception as exc:
+            interp.feed_error(annotate(exc, upstream.name))
+        else:
+            interp.feed(item)
+
     async def next_input() -> None:
+        assert not isinstance(src, Iterator)
         try:
             item = await anext(src)
         except StopAsyncIteration:
@@ -212,6 +230,14 @@ async def _adrive(
             start_work()
             if interp.output or interp.finished or finished:
                 continue
+            if sync_src is not None and interp.input_wanted:
+                read_inline(sync_src)
+                start_work()
+                inline_reads += 1
+                if inline_reads >= _YIELD_EVERY:
+                    inline_reads = 0
+                    await asyncio.sleep(0)
+                continue
             if not running:
                 if not interp.input_wanted:
                     raise RuntimeError(_STALL)
@@ -234,9 +260,14 @@ async def _adrive(
         if not interp.finished:
             interp.cancel()
         interp.stop()
-        close = getattr(src, "aclose", None)
-        if close is not None:
-            await close()
+        if sync_src is not None:
+            close = getattr(sync_src, "close", None)
+            if close is not None:
+                close()
+        else:
+            aclose = getattr(src, "aclose", None)
+            if aclose is not None:
+                await aclose()
         if again:
             raise asyncio.CancelledError
 
@@ -248,6 +279,10 @@ _NO_LOOP: Final = (
 _STALL: Final = (
     "a stage neither pushed nor pulled after on_pull: its logic breaks the port protocol"
 )
+
+
+def _as_async(it: AsyncIterator[Any] | Iterator[Any]) -> AsyncIterator[Any]:
+    return _cooperative(it) if isinstance(it, Iterator) else it
 
 
 async def _cooperative(src: Iterator[Any]) -> AsyncIterator[Any]:
@@ -337,18 +372,24 @@ class PullRun(Run[Any]):
     def _achain(self) -> AsyncIterator[Any]:
         self._started = time.perf_counter()
         source = self._plan.source
-        it: AsyncIterator[Any] = (
-            source.open_async()
-            if source.is_async or source.prefers_async
-            else _cooperative(source.open())
+        # A synchronous prefix (a sync source and fused stages) stays a plain iterator until
+        # something needs the loop: a boundary, or the end; a generic segment reads it inline.
+        it: AsyncIterator[Any] | Iterator[Any] = (
+            source.open_async() if source.is_async or source.prefers_async else source.open()
         )
         if not self._segments:
-            return self._counted.aiterate(it)
+            return self._counted.aiterate(_as_async(it))
         position = 0
         for seg in self._segments:
-            it = seg.aiterate(it, self._stats[position])
+            upstream = self._stats[position]
+            if isinstance(seg, _GenericSegment):
+                it = seg.aiterate(it, upstream)
+            elif isinstance(seg, FusedRun) and isinstance(it, Iterator):
+                it = seg.iterate(it, upstream)
+            else:
+                it = seg.aiterate(_as_async(it), upstream)
             position += seg.width
-        return it
+        return _as_async(it)
 
     # -- Run interface ---------------------------------------------------------------------
     def __iter__(self) -> Iterator[Any]:
