@@ -153,8 +153,17 @@ async def run_stage_async(p: PushPorts, outbox: Any) -> None:
                     else:
                         _deliver(p, item, None)
                     continue
-                receiving = loop.create_task(inbox.receive())
-                receiving.add_done_callback(poke)
+                try:  # work is running: take a ready item at once, else wait beside the work
+                    item = inbox.receive_nowait()
+                except WouldBlock:
+                    receiving = loop.create_task(inbox.receive())
+                    receiving.add_done_callback(poke)
+                except Exception as exc:
+                    _deliver(p, None, exc)
+                    continue
+                else:
+                    _deliver(p, item, None)
+                    continue
             if running or receiving is not None:
                 waiter: asyncio.Future[None] = loop.create_future()
                 wake[:] = [waiter]
