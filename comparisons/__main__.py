@@ -72,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for w in selected:
         t0 = time.perf_counter()
         try:
-            section = w.run(args.quick)
+            section = w.run(args.quick, out)
         except ResultMismatch as exc:
             print(f"error: workload {w.name!r}: {exc}", file=sys.stderr)
             return 1

@@ -99,6 +99,25 @@ def test_plot_is_written(tmp_path: Path) -> None:
     assert path.read_bytes().startswith(b"\x89PNG")
 
 
+def test_the_plot_goes_where_the_tables_go(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--out DIR`` puts the plot in DIR too, never into this checkout's docs."""
+    monkeypatch.setattr(push_pipeline, "N_QUICK", 60)
+    monkeypatch.setattr(push_pipeline, "ROUNDS_QUICK", 1)
+    monkeypatch.setattr(push_pipeline, "SWEEP_ROUNDS_QUICK", 1)
+    written: list[Path] = []
+    draw = push_pipeline.plot_sweep
+
+    def spy(sweep: object, path: Path, **kw: object) -> Path:
+        written.append(path)
+        return draw(sweep, path, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(push_pipeline, "plot_sweep", spy)
+    text = push_pipeline.WORKLOAD.run(True, tmp_path)
+    assert written == [tmp_path / push_pipeline.PLOT_NAME]
+    assert (tmp_path / push_pipeline.PLOT_NAME).read_bytes().startswith(b"\x89PNG")
+    assert f"]({push_pipeline.PLOT_NAME})" in text
+
+
 def _cell(row: str) -> str:
     """The first cell of a Markdown table row."""
     return row.split(" | ")[0].removeprefix("| ")

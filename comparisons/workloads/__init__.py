@@ -20,6 +20,7 @@ import importlib
 import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import final
 
 __all__ = ("Workload", "load", "load_all", "names")
@@ -33,12 +34,13 @@ class Workload:
     Args:
         name: the module's name; the table is written to ``<out>/<name>.md``.
         title: one line, for ``--list``.
-        run: ``run(quick)`` measures and returns the Markdown section.
+        run: ``run(quick, out)`` measures and returns the Markdown section; files beside it
+            (a plot) go to the directory ``out``.
     """
 
     name: str
     title: str
-    run: Callable[[bool], str]
+    run: Callable[[bool, Path], str]
 
 
 def names() -> list[str]:

@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Final
 
 import rxpipe
@@ -336,7 +337,7 @@ def render(result: CpuRun, n: int) -> str:
     )
 
 
-def run(quick: bool) -> str:
+def run(quick: bool, out: Path) -> str:
     n = N_QUICK if quick else N_FULL
     return render(measure_cpu(n, rounds=ROUNDS_QUICK if quick else ROUNDS_FULL), n)
 

@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Final
 
 import rxpipe
@@ -310,7 +311,7 @@ def render(result: DaskRun, n: int, n_single: int) -> str:
     )
 
 
-def run(quick: bool) -> str:
+def run(quick: bool, out: Path) -> str:
     n = N_QUICK if quick else N_FULL
     n_single = N_SINGLE_QUICK if quick else N_SINGLE_FULL
     result = measure_dask(n, n_single, rounds=ROUNDS_QUICK if quick else ROUNDS_FULL)

@@ -37,6 +37,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from functools import partial
 from operator import itemgetter
+from pathlib import Path
 from typing import Any, Final
 
 import reactivex
@@ -489,7 +490,7 @@ def render(m: Measurement, n: int, overhead: Measurement | None = None) -> str:
     return text
 
 
-def run(quick: bool) -> str:
+def run(quick: bool, out: Path) -> str:
     n = N_QUICK if quick else N_FULL
     waits = delays(n)
     print(

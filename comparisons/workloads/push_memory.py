@@ -32,6 +32,7 @@ import time
 import tracemalloc
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Final
 
 from comparisons.harness import ResultMismatch
@@ -512,7 +513,7 @@ def render(m: MemoryMeasurement) -> str:
     )
 
 
-def run(quick: bool) -> str:
+def run(quick: bool, out: Path) -> str:
     return render(measure_memory(repeats=REPEATS_QUICK if quick else REPEATS_FULL))
 
 

@@ -30,7 +30,6 @@ from typing import Any, Final
 
 from comparisons.harness import Contender, Measurement, Target, measure
 from comparisons.report import (
-    ROOT,
     contender_table,
     fmt_count,
     fmt_rate,
@@ -440,13 +439,13 @@ def render(m: Measurement, sweep: Measurement | None, n: int) -> str:
     return text
 
 
-def run(quick: bool) -> str:
+def run(quick: bool, out: Path) -> str:
     n = N_QUICK if quick else N_FULL
     rounds = ROUNDS_QUICK if quick else ROUNDS_FULL
     m = measure_pipeline(n, rounds=rounds)
     sweep = measure_sweep(n, rounds=SWEEP_ROUNDS_QUICK if quick else SWEEP_ROUNDS_FULL)
     fused = m[PULL_FUSED].items_per_second
-    plot_sweep(sweep, ROOT / "docs" / "results" / PLOT_NAME, fused_rate=fused)
+    plot_sweep(sweep, out / PLOT_NAME, fused_rate=fused)
     return render(m, sweep, n)
 
 

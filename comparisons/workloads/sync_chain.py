@@ -9,6 +9,7 @@ can beat it by much, and the fused pull engine aims to stay close to it.
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 from typing import Final
 
 from comparisons.harness import Contender, Measurement, Target, measure
@@ -186,7 +187,7 @@ def render(m: Measurement, n: int) -> str:
     )
 
 
-def run(quick: bool) -> str:
+def run(quick: bool, out: Path) -> str:
     n = N_QUICK if quick else N_FULL
     rounds = ROUNDS_QUICK if quick else ROUNDS_FULL
     return render(measure_chain(n, rounds=rounds), n)
