@@ -310,7 +310,8 @@ def test_dask_fanout_on_a_local_cluster_lists_every_contender_and_cleans_up() ->
     expected_single = {dask_fanout.MAP_BASELINE}
     if dask_fanout.has_parallel():
         expected_batched |= {dask_fanout.rxpipe_name(b) for b in dask_fanout.BATCHES}
-        expected_single.add(dask_fanout.rxpipe_name(1))
+        expected_batched.add(dask_fanout.rxpipe_name(dask_fanout.BATCHES[0], dask_fanout.DEEP))
+        expected_single |= {dask_fanout.rxpipe_name(1, n) for n in (2, dask_fanout.DEEP)}
     assert expected_batched <= set(result.batched.names)
     assert set(result.single.names) == expected_single
     text = dask_fanout.render(result, 2_000, 10)
