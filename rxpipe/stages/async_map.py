@@ -55,12 +55,12 @@ class MapAsync(Stage[T, R]):
             raise TypeError(f"map_async(ordered=) must be a bool, got {self.ordered!r}")
         check_errors(self.errors)
         if self.window is not None:
+            check_count(self.window, "map_async(window=)", minimum=1)
             if not self.ordered:
                 raise ValueError(
                     "map_async(window=) applies to ordered mode only: unordered mode emits each "
                     "result when it is ready and holds at most `concurrency` items"
                 )
-            check_count(self.window, "map_async(window=)", minimum=1)
             if self.window < self.concurrency:
                 raise ValueError(
                     f"map_async(window={self.window}) must be >= concurrency "

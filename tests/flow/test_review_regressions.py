@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import pytest
 
 from rxpipe import Flow, MissingBackpressureError, Overflow, PushEngine, stage
 from rxpipe.engines.base import Engine
+from rxpipe.stages import Ports, Stage, StageLogic
 
 from .conftest import read_ahead
 
@@ -176,3 +178,184 @@ def test_executor_batches_report_errors_and_in_flight_items(engine: Engine, orde
             s.filtered + s.errored + s.dropped + s.lost for s in report.stages.values()
         )
         assert source == accounted
+
+
+# -- second review (session 2) ------------------------------------------------------------------
+
+
+class Abort(BaseException):
+    """Not an ``Exception``: what ``SystemExit`` or a user's own BaseException looks like."""
+
+
+def _abort_at_10(x: int) -> int:
+    if x == 10:
+        raise Abort
+    return x
+
+
+async def _abort_at_10_async(x: int) -> int:
+    return _abort_at_10(x)
+
+
+async def _slow_identity(x: int) -> int:
+    await asyncio.sleep(0.002)
+    return x
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: Flow.range(100).map(_abort_at_10),
+        lambda: Flow.range(100).map(_abort_at_10).map(str),
+        lambda: Flow.range(100).map_async(_abort_at_10_async).map(str),
+        lambda: Flow.range(100).map(_abort_at_10).map_async(_slow_identity, concurrency=4),
+        lambda: (
+            Flow.range(100).map_async(_abort_at_10_async).map_async(_slow_identity, concurrency=4)
+        ),
+        lambda: Flow.range(100).map(_abort_at_10).buffer(4, overflow=Overflow.DROP_OLDEST),
+    ],
+    ids=["map", "map-map", "map_async-map", "map-map_async", "map_async-map_async", "buffer"],
+)
+def test_a_base_exception_ends_the_run_on_every_engine(engine: Engine, build: Any) -> None:
+    """The push runners let it escape and the run hung; now it travels down like any error."""
+    with pytest.raises(Abort):
+        build().to_list(engine=engine)
+
+
+def test_async_run_gives_the_loop_turns_through_a_filtering_prefix() -> None:
+    """A filter reading without end must not hold the loop (the inline read skipped it)."""
+
+    async def main(with_map_async: bool) -> int:
+        turns = 0
+
+        async def heartbeat() -> None:
+            nonlocal turns
+            while True:
+                await asyncio.sleep(0)
+                turns += 1
+
+        flow = Flow.range(200_000).filter(lambda x: x == -1)
+        if with_map_async:
+            flow = flow.map_async(_slow_identity)
+        beat = asyncio.create_task(heartbeat())
+        try:
+            assert await flow.to_list_async() == []
+        finally:
+            beat.cancel()
+        return turns
+
+    assert asyncio.run(main(True)) > 100
+    assert asyncio.run(main(False)) > 100
+
+
+def test_an_endless_filtered_source_can_be_cancelled() -> None:
+    closed: list[bool] = []
+
+    def endless() -> Any:
+        try:
+            n = 0
+            while True:
+                yield n
+                n += 1
+        finally:
+            closed.append(True)
+
+    async def main() -> None:
+        flow = Flow.from_iterable(endless()).filter(lambda x: x < 0).map_async(_slow_identity)
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(flow.to_list_async(), 0.1)
+
+    asyncio.run(main())
+    assert closed == [True]
+
+
+class _BothProtocols:
+    """An async iterator that also has ``__next__`` (some cursors do): only async works."""
+
+    def __init__(self, n: int) -> None:
+        self.i, self.n = 0, n
+
+    def __iter__(self) -> _BothProtocols:
+        return self
+
+    def __next__(self) -> int:
+        raise RuntimeError("use async for")
+
+    def __aiter__(self) -> _BothProtocols:
+        return self
+
+    async def __anext__(self) -> int:
+        await asyncio.sleep(0)
+        if self.i >= self.n:
+            raise StopAsyncIteration
+        self.i += 1
+        return self.i
+
+
+@pytest.mark.parametrize("tail", ["map_async", "map", "none"])
+def test_an_async_source_that_is_also_an_iterator_is_read_async(tail: str) -> None:
+    flow = Flow.from_async_iterable(_BothProtocols(5))
+    if tail == "map_async":
+        flow = flow.map_async(_slow_identity)
+    elif tail == "map":
+        flow = flow.map(lambda x: x)
+    assert asyncio.run(flow.to_list_async()) == [1, 2, 3, 4, 5]
+
+
+class _TimerLogic(StageLogic[Any, Any]):
+    """Passes items on; a 10 ms timer scheduled at start records how many had passed."""
+
+    def __init__(self, ports: Ports[Any, Any], log: dict[str, int]) -> None:
+        super().__init__(ports)
+        self.log = log
+        self.n = 0
+        self.held: list[Any] = []
+
+    def pre_start(self) -> None:
+        self.ports.schedule(lambda: asyncio.sleep(0.01), self._fired)
+        self.ports.pull()
+
+    def _fired(self, result: Any, error: BaseException | None) -> None:
+        self.log["items_before_timer"] = self.n
+        if self.ports.is_upstream_closed() and not self.held:
+            self.ports.complete()
+
+    def on_pull(self) -> None:
+        if self.held:
+            self.ports.push(self.held.pop())
+            if not self.ports.is_upstream_closed():
+                self.ports.pull()
+            elif "items_before_timer" in self.log:
+                self.ports.complete()
+
+    def on_push(self) -> None:
+        self.n += 1
+        item = self.ports.grab()
+        if self.ports.can_push():
+            self.ports.push(item)
+            self.ports.pull()
+        else:
+            self.held.append(item)
+
+    def on_upstream_finish(self) -> None:
+        if not self.held and "items_before_timer" in self.log:
+            self.ports.complete()
+
+
+@dataclass(frozen=True)
+class _Timer(Stage[Any, Any]):
+    log: dict[str, int]
+    operator: ClassVar[str] = "timer"
+    is_async: ClassVar[bool] = True
+
+    def create_logic(self, ports: Ports[Any, Any]) -> StageLogic[Any, Any]:
+        return _TimerLogic(ports, self.log)
+
+
+def test_a_stage_whose_input_is_always_ready_still_runs_its_timers() -> None:
+    """Threads runtime: taking ready items without a pause starved the stage's own loop."""
+    log: dict[str, int] = {}
+    n = 200_000
+    flow = Flow.range(n).via(_Timer(log))
+    assert flow.count(engine=PushEngine(runtime="threads", buffer=4096)) == n
+    assert log["items_before_timer"] < n

@@ -16,7 +16,7 @@ import functools
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Iterator, Sequence
-from typing import Any, Final, final
+from typing import Any, Final, cast, final
 
 from rxpipe.engines.base import Engine, Plan, Run, iterate_on_private_loop, settle_tasks
 from rxpipe.engines.pull.boundary import Boundary
@@ -77,9 +77,10 @@ class _GenericSegment:
         return _drive(Interpreter(self.nodes, self.stats), src, upstream)
 
     def aiterate(
-        self, src: AsyncIterator[Any] | Iterator[Any], upstream: StageStats
+        self, src: AsyncIterator[Any] | Iterator[Any], upstream: StageStats, *, sync: bool
     ) -> AsyncIterator[Any]:
-        return _adrive(Interpreter(self.nodes, self.stats), src, upstream)
+        """``sync``: ``src`` is a plain iterator, to be read inline."""
+        return _adrive(Interpreter(self.nodes, self.stats), src, upstream, sync=sync)
 
     def settle(self) -> int:
         return self.stats[0].received
@@ -114,6 +115,18 @@ def _segments(nodes: Sequence[Node], stats: Sequence[StageStats], fuse: bool) ->
     return out
 
 
+def _feed_next(interp: Interpreter, src: Iterator[Any], upstream: StageStats) -> None:
+    """Feed the interpreter the next item of a synchronous ``src``, or its end or error."""
+    try:
+        item = next(src)
+    except StopIteration:
+        interp.feed_end()
+    except Exception as exc:
+        interp.feed_error(annotate(exc, upstream.name))
+    else:
+        interp.feed(item)
+
+
 def _drive(interp: Interpreter, src: Iterator[Any], upstream: StageStats) -> Iterator[Any]:
     """A generic segment as a generator: one ``demand`` per item asked for."""
     interp.start()
@@ -126,14 +139,7 @@ def _drive(interp: Interpreter, src: Iterator[Any], upstream: StageStats) -> Ite
                         raise RuntimeError(_NO_LOOP)
                     if not interp.input_wanted:
                         raise RuntimeError(_STALL)
-                    try:
-                        item = next(src)
-                    except StopIteration:
-                        interp.feed_end()
-                    except Exception as exc:
-                        interp.feed_error(annotate(exc, upstream.name))
-                    else:
-                        interp.feed(item)
+                    _feed_next(interp, src, upstream)
             if interp.output:
                 yield interp.output.popleft()
             elif interp.finished:
@@ -150,22 +156,26 @@ def _drive(interp: Interpreter, src: Iterator[Any], upstream: StageStats) -> Ite
 
 
 async def _adrive(
-    interp: Interpreter, src: AsyncIterator[Any] | Iterator[Any], upstream: StageStats
+    interp: Interpreter,
+    src: AsyncIterator[Any] | Iterator[Any],
+    upstream: StageStats,
+    *,
+    sync: bool,
 ) -> AsyncIterator[Any]:
     """The async twin of :func:`_drive`, which also runs the work stages schedule.
 
     While work is running, the segment waits for whichever comes first: a finished piece of
     work, or the input item a stage asked for. With no work in flight it simply awaits input.
-    A synchronous ``src`` (a sync source, or fused stages over one) is read inline: the item
-    is there at once, so no task is spent waiting for it; the loop still gets a turn every
-    few hundred items.
+    A ``sync`` ``src`` (a sync source, or fused maps over one) is read inline: the item is
+    there at once, so no task is spent waiting for it; the loop still gets a turn every few
+    hundred items.
     """
     loop = asyncio.get_running_loop()
     running: set[asyncio.Task[Any]] = set()
     finished: deque[tuple[int, Done, Any, BaseException | None]] = deque()
     wake: list[asyncio.Future[None]] = []
     input_task: asyncio.Task[Any] | None = None
-    sync_src = src if isinstance(src, Iterator) else None
+    sync_src = cast("Iterator[Any]", src) if sync else None
     inline_reads = 0
 
     def on_work_end(index: int, done: Done, task: asyncio.Task[Any]) -> None:
@@ -192,20 +202,9 @@ async def _adrive(
             running.add(task)
             task.add_done_callback(functools.partial(on_work_end, index, done))
 
-    def read_inline(it: Iterator[Any]) -> None:
-        try:
-            item = next(it)
-        except StopIteration:
-            interp.feed_end()
-        except Exception as exc:
-            interp.feed_error(annotate(exc, upstream.name))
-        else:
-            interp.feed(item)
-
     async def next_input() -> None:
-        assert not isinstance(src, Iterator)
         try:
-            item = await anext(src)
+            item = await anext(cast("AsyncIterator[Any]", src))
         except StopAsyncIteration:
             interp.feed_end()
         except Exception as exc:
@@ -231,7 +230,7 @@ async def _adrive(
             if interp.output or interp.finished or finished:
                 continue
             if sync_src is not None and interp.input_wanted:
-                read_inline(sync_src)
+                _feed_next(interp, sync_src, upstream)
                 start_work()
                 inline_reads += 1
                 if inline_reads >= _YIELD_EVERY:
@@ -279,10 +278,6 @@ _NO_LOOP: Final = (
 _STALL: Final = (
     "a stage neither pushed nor pulled after on_pull: its logic breaks the port protocol"
 )
-
-
-def _as_async(it: AsyncIterator[Any] | Iterator[Any]) -> AsyncIterator[Any]:
-    return _cooperative(it) if isinstance(it, Iterator) else it
 
 
 async def _cooperative(src: Iterator[Any]) -> AsyncIterator[Any]:
@@ -372,24 +367,24 @@ class PullRun(Run[Any]):
     def _achain(self) -> AsyncIterator[Any]:
         self._started = time.perf_counter()
         source = self._plan.source
-        # A synchronous prefix (a sync source and fused stages) stays a plain iterator until
-        # something needs the loop: a boundary, or the end; a generic segment reads it inline.
-        it: AsyncIterator[Any] | Iterator[Any] = (
-            source.open_async() if source.is_async or source.prefers_async else source.open()
-        )
+        # A synchronous prefix (a sync source, and fused stages that read one item per output)
+        # stays a plain iterator until something needs the loop; a generic segment reads it
+        # inline, without a task per item.
+        sync = not (source.is_async or source.prefers_async)
+        it: Any = source.open() if sync else source.open_async()
         if not self._segments:
-            return self._counted.aiterate(_as_async(it))
+            return self._counted.aiterate(_cooperative(it) if sync else it)
         position = 0
         for seg in self._segments:
             upstream = self._stats[position]
+            position += seg.width
             if isinstance(seg, _GenericSegment):
-                it = seg.aiterate(it, upstream)
-            elif isinstance(seg, FusedRun) and isinstance(it, Iterator):
+                it, sync = seg.aiterate(it, upstream, sync=sync), False
+            elif sync and isinstance(seg, FusedRun) and seg.reads_one_per_output:
                 it = seg.iterate(it, upstream)
             else:
-                it = seg.aiterate(_as_async(it), upstream)
-            position += seg.width
-        return _as_async(it)
+                it, sync = seg.aiterate(_cooperative(it) if sync else it, upstream), False
+        return _cooperative(it) if sync else it
 
     # -- Run interface ---------------------------------------------------------------------
     def __iter__(self) -> Iterator[Any]:

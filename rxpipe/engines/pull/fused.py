@@ -196,6 +196,15 @@ class FusedRun:
         """How many stages the run covers."""
         return len(self.stats)
 
+    @property
+    def reads_one_per_output(self) -> bool:
+        """Whether each output reads at most one input item (no stage drops or skips any).
+
+        Only then may an async run read the chain inline: a filter can read without end
+        before it outputs, holding the event loop meanwhile.
+        """
+        return all(k in ("map", "take", "take_while") for k in self._kinds)
+
     def iterate(self, src: Iterator[Any], upstream: StageStats | None = None) -> Iterator[Any]:
         """The chain as a generator over ``src`` (closing it closes ``src``)."""
         gen: Iterator[Any] = _compile(self._kinds, "gen")(

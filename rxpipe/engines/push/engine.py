@@ -34,6 +34,8 @@ from rxpipe.engines.push.channel import AsyncChannel
 from rxpipe.engines.push.ports import PushPorts
 from rxpipe.engines.push.runners import (
     PassThrough,
+    guard_async,
+    guard_thread,
     run_async_stage_threads,
     run_iterator_source_async,
     run_overflow_async,
@@ -297,7 +299,11 @@ class PushRun(Run[Any]):
             _async_runner(node, p, self._channels[i + 1])
             for i, (p, node) in enumerate(zip(self._ports, self._plan.nodes, strict=True))
         ]
-        self._tasks = [asyncio.create_task(c) for c in coros]
+        inboxes = [None, *self._channels[:-1]]
+        self._tasks = [
+            asyncio.create_task(guard_async(c, inbox, outbox))
+            for c, inbox, outbox in zip(coros, inboxes, self._channels, strict=True)
+        ]
 
     def _start_threads(self) -> None:
         self._started = time.perf_counter()
@@ -323,8 +329,14 @@ class PushRun(Run[Any]):
             for i, (p, node) in enumerate(zip(self._ports, self._plan.nodes, strict=True))
         ]
         names = self._plan.names()
+        inboxes = [None, *self._channels[:-1]]
         self._threads = [
-            threading.Thread(target=fn, args=args, name=f"rxpipe-{names[i]}", daemon=True)
+            threading.Thread(
+                target=guard_thread,
+                args=(fn, args, inboxes[i], self._channels[i]),
+                name=f"rxpipe-{names[i]}",
+                daemon=True,
+            )
             for i, (fn, args) in enumerate(targets)
         ]
         for t in self._threads:

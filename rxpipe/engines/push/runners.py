@@ -12,7 +12,7 @@ import asyncio
 import functools
 import itertools
 from collections import deque
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -31,6 +31,8 @@ from rxpipe.stages.errors import annotate
 
 __all__ = (
     "PassThrough",
+    "guard_async",
+    "guard_thread",
     "run_async_stage_threads",
     "run_iterator_source_async",
     "run_overflow_async",
@@ -42,7 +44,43 @@ __all__ = (
     "run_stage_threads",
 )
 
+#: Ready input items a stage with work running takes in a row before it yields to its loop.
+_READY_IN_A_ROW = 64
+
 _STALL = "stage {!r} neither pushed nor pulled after on_pull: its logic breaks the port protocol"
+
+
+async def guard_async(runner: Coroutine[Any, Any, None], inbox: Any, outbox: Any) -> None:
+    """Run one stage's task; whatever escapes it fails the stage through its channels.
+
+    A runner lets a ``BaseException`` that is not an ``Exception`` (``SystemExit``,
+    ``KeyboardInterrupt``, a user's own) escape, whether its stage raised it or upstream's
+    channel carried it. The run must still end: the output channel fails with it, so it
+    travels down to the consumer, and the input channel closes, so upstream stops.
+    Cancellation is the run stopping the task, and passes.
+    """
+    try:
+        await runner
+    except asyncio.CancelledError:
+        raise
+    except BaseException as exc:
+        _fail_channels(exc, inbox, outbox)
+
+
+def guard_thread(
+    runner: Callable[..., None], args: tuple[Any, ...], inbox: Any, outbox: Any
+) -> None:
+    """The threads twin of :func:`guard_async`: a thread's target."""
+    try:
+        runner(*args)
+    except BaseException as exc:
+        _fail_channels(exc, inbox, outbox)
+
+
+def _fail_channels(exc: BaseException, inbox: Any, outbox: Any) -> None:
+    if inbox is not None:
+        inbox.close_receiving()
+    outbox.fail(exc)
 
 
 def _finish_outbox(p: PushPorts, outbox: Any) -> None:
@@ -90,6 +128,7 @@ async def run_stage_async(p: PushPorts, outbox: Any) -> None:
     finished: deque[tuple[Done, Any, BaseException | None]] = deque()
     wake: list[asyncio.Future[None]] = []
     receiving: asyncio.Task[Any] | None = None
+    ready_in_a_row = 0
 
     def on_work_end(done: Done, task: asyncio.Task[Any]) -> None:
         running.discard(task)
@@ -153,17 +192,23 @@ async def run_stage_async(p: PushPorts, outbox: Any) -> None:
                     else:
                         _deliver(p, item, None)
                     continue
-                try:  # work is running: take a ready item at once, else wait beside the work
-                    item = inbox.receive_nowait()
-                except WouldBlock:
-                    receiving = loop.create_task(inbox.receive())
-                    receiving.add_done_callback(poke)
-                except Exception as exc:
-                    _deliver(p, None, exc)
-                    continue
-                else:
-                    _deliver(p, item, None)
-                    continue
+                # work is running: take a ready item at once, else wait beside the work; after
+                # a run of ready items, wait anyway so the loop (and the work) gets a turn
+                ready_in_a_row += 1
+                if ready_in_a_row < _READY_IN_A_ROW:
+                    try:
+                        item = inbox.receive_nowait()
+                    except WouldBlock:
+                        pass
+                    except Exception as exc:
+                        _deliver(p, None, exc)
+                        continue
+                    else:
+                        _deliver(p, item, None)
+                        continue
+                ready_in_a_row = 0
+                receiving = loop.create_task(inbox.receive())
+                receiving.add_done_callback(poke)
             if running or receiving is not None:
                 waiter: asyncio.Future[None] = loop.create_future()
                 wake[:] = [waiter]
