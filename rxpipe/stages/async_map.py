@@ -129,7 +129,7 @@ class _MapAsyncLogic(StageLogic[Any, Any]):
         else:
             self.ports.stats.errored += 1
             mode = self.spec.errors
-            if mode == "raise":
+            if mode == "raise" or not isinstance(error, Exception):  # SystemExit & co. stop
                 if isinstance(error, Exception):
                     annotate(error, self.ports.stats.name)
                 self.ports.fail(error)

@@ -213,8 +213,21 @@ async def _slow_identity(x: int) -> int:
             Flow.range(100).map_async(_abort_at_10_async).map_async(_slow_identity, concurrency=4)
         ),
         lambda: Flow.range(100).map(_abort_at_10).buffer(4, overflow=Overflow.DROP_OLDEST),
+        lambda: Flow.range(100).map(_abort_at_10, errors="skip"),
+        lambda: Flow.range(100).map_async(_abort_at_10_async, concurrency=3, errors="skip"),
+        lambda: Flow.range(100).parallel(2, stage().map(_abort_at_10), ordered=True),
     ],
-    ids=["map", "map-map", "map_async-map", "map-map_async", "map_async-map_async", "buffer"],
+    ids=[
+        "map",
+        "map-map",
+        "map_async-map",
+        "map-map_async",
+        "map_async-map_async",
+        "buffer",
+        "skip",
+        "map_async-skip",
+        "parallel",
+    ],
 )
 def test_a_base_exception_ends_the_run_on_every_engine(engine: Engine, build: Any) -> None:
     """The push runners let it escape and the run hung; now it travels down like any error."""
