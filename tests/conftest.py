@@ -18,6 +18,8 @@ pytest_plugins = ("pytester",)
 # "ci": reproducible and patient (shared machines are slow); "dev": quick feedback.
 settings.register_profile("ci", deadline=None, derandomize=True, max_examples=50, database=None)
 settings.register_profile("dev", deadline=None, max_examples=25)
+#: HYPOTHESIS_PROFILE=soak: a long search, to run by hand after touching an engine.
+settings.register_profile("soak", deadline=None, max_examples=1000)
 settings.load_profile(
     os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev")
 )

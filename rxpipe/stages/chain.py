@@ -108,7 +108,9 @@ class _Ports:
         return self._in_pulled
 
     def is_upstream_closed(self) -> bool:
-        return self._in_closed
+        # Not while an item waits for its on_push: the end travels behind it, and a stage that
+        # asks now must not finish with its last item still on the way.
+        return self._in_closed and self._item is _EMPTY
 
     def schedule(self, work: Callable[[], Awaitable[Any]], done: Done) -> None:
         self.interp.scheduled.append((self.index, work, done))

@@ -27,6 +27,8 @@ def apply(ops: list[tuple[str, Any]], items: Iterable[Any]) -> list[Any]:
     for op, arg in ops:
         if op == "map":
             it = map(arg, it)
+        elif op in ("map_async", "parallel"):  # ordered: a map with other timing
+            it = map(arg[0], it)
         elif op == "filter":
             it = filter(arg, it)
         elif op == "flat_map":

@@ -9,7 +9,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rxpipe import Flow
+from rxpipe import Flow, stage
 from rxpipe.engines.base import Engine
 
 from .reference import apply
@@ -18,7 +18,25 @@ MAPS = [lambda x: x * 2, lambda x: x - 3, lambda x: x // 2, lambda x: -x]
 PREDS = [lambda x: x % 2 == 0, lambda x: x > 0, lambda x: x % 3 != 0]
 FLATS = [lambda x: [x, x], lambda x: range(x % 3), lambda x: ()]
 
+
+async def _shuffled(f: Any, x: int) -> Any:
+    """``f(x)``, finishing after a few loop turns that depend on ``x``: calls end out of order."""
+    for _ in range(x % 4):
+        await asyncio.sleep(0)
+    return f(x)
+
+
+def _map_async(flow: Flow[Any], f: Any, k: int) -> Flow[Any]:
+    return flow.map_async(lambda x: _shuffled(f, x), concurrency=k)
+
+
+def _parallel(flow: Flow[Any], f: Any, n: int) -> Flow[Any]:
+    return flow.parallel(n, stage().map(f), ordered=True)
+
+
 int_ops = st.one_of(
+    st.tuples(st.just("map_async"), st.tuples(st.sampled_from(MAPS), st.integers(1, 5))),
+    st.tuples(st.just("parallel"), st.tuples(st.sampled_from(MAPS), st.integers(1, 3))),
     st.tuples(st.just("map"), st.sampled_from(MAPS)),
     st.tuples(st.just("filter"), st.sampled_from(PREDS)),
     st.tuples(st.just("flat_map"), st.sampled_from(FLATS)),
@@ -38,7 +56,14 @@ chains = st.tuples(
 def build(items: list[int], ops: list[tuple[str, Any]], chunk: int | None) -> Flow[Any]:
     flow: Flow[Any] = Flow.from_iterable(items)
     for op, arg in ops:
-        flow = flow.scan(arg[0], arg[1]) if op == "scan" else getattr(flow, op)(arg)
+        if op == "scan":
+            flow = flow.scan(arg[0], arg[1])
+        elif op == "map_async":
+            flow = _map_async(flow, *arg)
+        elif op == "parallel":
+            flow = _parallel(flow, *arg)
+        else:
+            flow = getattr(flow, op)(arg)
     if chunk is not None:
         flow = flow.chunk(chunk)
     return flow

@@ -372,3 +372,38 @@ def test_a_stage_whose_input_is_always_ready_still_runs_its_timers() -> None:
     flow = Flow.range(n).via(_Timer(log))
     assert flow.count(engine=PushEngine(runtime="threads", buffer=4096)) == n
     assert log["items_before_timer"] < n
+
+
+# -- found by the random-chain property once it had map_async and parallel -----------------------
+
+
+async def _after_turns(x: int) -> int:
+    """Finishes after ``x % 4`` loop turns: calls end out of order."""
+    for _ in range(x % 4):
+        await asyncio.sleep(0)
+    return x * 2
+
+
+def test_a_stage_is_not_told_upstream_closed_while_its_last_item_is_on_the_way(
+    engine: Engine,
+) -> None:
+    """The interpreter closed the port before delivering the item queued ahead of the end:
+    a map_async asked, saw nothing running and upstream closed, and finished without it."""
+    flow = (
+        Flow.from_iterable([1, 0])
+        .map_async(_after_turns)
+        .map_async(_after_turns)
+        .map_async(_after_turns, concurrency=2)
+    )
+    assert flow.to_list(engine=engine) == [8, 0]
+
+
+def test_async_segments_on_both_sides_of_a_fused_one(engine: Engine) -> None:
+    """The pull engine read its input twice at once ("anext(): ... already running")."""
+
+    async def same_after_turns(x: int) -> int:
+        return await _after_turns(x) // 2
+
+    flow = Flow.range(50).map_async(same_after_turns, concurrency=2).map(lambda x: x + 1)
+    flow = flow.map_async(same_after_turns, concurrency=3)
+    assert flow.to_list(engine=engine) == [x + 1 for x in range(50)]

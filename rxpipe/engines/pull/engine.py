@@ -237,7 +237,7 @@ async def _adrive(
                     inline_reads = 0
                     await asyncio.sleep(0)
                 continue
-            if not running:
+            if not running and input_task is None:
                 if not interp.input_wanted:
                     raise RuntimeError(_STALL)
                 await next_input()  # nothing else can happen meanwhile: no task needed
