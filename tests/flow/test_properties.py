@@ -108,3 +108,36 @@ def test_report_accounts_for_every_source_item(engine: Engine, chain: Any) -> No
         # demand-pull moves items one by one: nothing is ever in flight between two stages
         for up, down in zip(stages, rest, strict=False):
             assert up.emitted == down.received
+
+
+unordered_tails = st.one_of(
+    st.tuples(st.just("map_async"), st.sampled_from(MAPS), st.integers(1, 5)),
+    st.tuples(st.just("parallel"), st.sampled_from(MAPS), st.integers(1, 3)),
+    st.tuples(st.just("partition"), st.sampled_from(MAPS), st.integers(1, 3)),
+)
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(chains, unordered_tails)
+def test_unordered_fan_out_keeps_every_item_and_per_key_order(
+    engine: Engine, chain: Any, tail: tuple[str, Any, int]
+) -> None:
+    """An unordered map_async, parallel or partition after a random chain: the same items as
+    plain Python (as a multiset), and a partition keeps the order within each key."""
+    items, ops, chunk = chain
+    kind, f, n = tail
+    flow = build(items, ops, None)
+    before = expected(items, ops, None)
+    if kind == "map_async":
+        flow = flow.map_async(lambda x: _shuffled(f, x), concurrency=n, ordered=False)
+    elif kind == "parallel":
+        flow = flow.parallel(n, stage().map(f))
+    else:
+        flow = flow.partition(lambda x: x % 3, n, stage().map(lambda x: (x % 3, f(x))))
+    out = flow.to_list(engine=engine)
+    if kind == "partition":
+        assert sorted(out) == sorted((x % 3, f(x)) for x in before)
+        for key in range(3):
+            assert [y for k, y in out if k == key] == [f(x) for x in before if x % 3 == key]
+    else:
+        assert sorted(out) == sorted(f(x) for x in before)

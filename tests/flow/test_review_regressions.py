@@ -407,3 +407,27 @@ def test_async_segments_on_both_sides_of_a_fused_one(engine: Engine) -> None:
     flow = Flow.range(50).map_async(same_after_turns, concurrency=2).map(lambda x: x + 1)
     flow = flow.map_async(same_after_turns, concurrency=3)
     assert flow.to_list(engine=engine) == [x + 1 for x in range(50)]
+
+
+def test_input_that_arrives_while_the_consumer_holds_an_item_is_not_missed() -> None:
+    """Sync iteration of an async flow: the input read beside running work finished while the
+    driver sat at a yield (no waiter to wake), and the driver then waited forever."""
+
+    def after_turns(f: Any) -> Any:
+        async def call(x: int) -> int:
+            for _ in range(x % 4):
+                await asyncio.sleep(0)
+            return int(f(x))
+
+        return call
+
+    items = [16, 10, 1, 4, 2, -4]
+    flow = (
+        Flow.from_iterable(items)
+        .flat_map(lambda x: range(x % 3))
+        .map_async(after_turns(lambda x: -x), concurrency=5)
+        .flat_map(lambda x: [x, x])
+        .map_async(after_turns(lambda x: x - 3), concurrency=3, ordered=False)
+    )
+    want = [-y - 3 for x in items for y in range(x % 3) for _ in range(2)]
+    assert sorted(flow) == sorted(want)

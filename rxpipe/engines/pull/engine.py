@@ -215,6 +215,11 @@ async def _adrive(
     interp.start()
     try:
         while True:
+            if input_task is not None and input_task.done():
+                # it may have ended while this generator was suspended at a yield, when no
+                # waiter was there to be woken: look at it before deciding to wait
+                task, input_task = input_task, None
+                task.result()  # next_input handles its errors; this re-raises only bugs
             while finished:
                 interp.work_done(*finished.popleft())
             start_work()
@@ -250,9 +255,6 @@ async def _adrive(
             wake[:] = [waiter]
             await waiter  # woken by finished work or by the input item
             wake.clear()
-            if input_task is not None and input_task.done():
-                task, input_task = input_task, None
-                task.result()  # next_input handles its errors; this re-raises only bugs
     finally:
         pending = [*running, *([input_task] if input_task is not None else [])]
         again = await settle_tasks(pending) if pending else False
