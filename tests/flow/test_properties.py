@@ -124,7 +124,7 @@ def test_unordered_fan_out_keeps_every_item_and_per_key_order(
 ) -> None:
     """An unordered map_async, parallel or partition after a random chain: the same items as
     plain Python (as a multiset), and a partition keeps the order within each key."""
-    items, ops, chunk = chain
+    items, ops, _ = chain
     kind, f, n = tail
     flow = build(items, ops, None)
     before = expected(items, ops, None)
