@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, final
 
@@ -105,6 +105,27 @@ def ensure_no_running_loop(what: str, twin: str) -> None:
         f"{what} cannot run inside a running event loop (it would block the loop); "
         f"use `await {twin}` instead"
     )
+
+
+def run_on_private_loop(main: Coroutine[Any, Any, T], what: str, twin: str) -> T:
+    """Run ``main`` to its end from sync code, on an event loop of its own (closed after).
+
+    One loop call for a whole consumption, where :func:`iterate_on_private_loop` needs one
+    per item; inside a running loop it refuses (see :func:`ensure_no_running_loop`).
+    """
+    try:
+        ensure_no_running_loop(what, twin)
+    except RuntimeError:
+        main.close()  # never awaited: say so quietly rather than with a warning
+        raise
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(main)
+    finally:
+        try:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        finally:
+            loop.close()
 
 
 def iterate_on_private_loop(items: AsyncIterator[T]) -> Iterator[T]:

@@ -15,10 +15,17 @@ import asyncio
 import functools
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any, Final, cast, final
 
-from rxpipe.engines.base import Engine, Plan, Run, iterate_on_private_loop, settle_tasks
+from rxpipe.engines.base import (
+    Engine,
+    Plan,
+    Run,
+    iterate_on_private_loop,
+    run_on_private_loop,
+    settle_tasks,
+)
 from rxpipe.engines.pull.boundary import Boundary
 from rxpipe.engines.pull.fused import FusedRun, is_fusible
 from rxpipe.stages._base import Done, StageStats
@@ -430,7 +437,9 @@ class PullRun(Run[Any]):
 
     def collect(self) -> list[Any]:
         segs = self._segments
-        if self._plan.is_async or len(segs) != 1 or not isinstance(segs[0], FusedRun):
+        if self._plan.is_async:
+            return super().collect()  # through consume: one event-loop call for the run
+        if len(segs) != 1 or not isinstance(segs[0], FusedRun):
             return list(self)
         out: list[Any] = []
         self._started = time.perf_counter()
@@ -442,6 +451,17 @@ class PullRun(Run[Any]):
         finally:
             self._finish()
         return out
+
+    def consume(self, fn: Callable[[Any], object]) -> None:
+        if not self._plan.is_async:
+            super().consume(fn)
+            return
+
+        async def drain() -> None:  # one event-loop call for the run, not one per item
+            async for item in self:
+                fn(item)
+
+        run_on_private_loop(drain(), "iterating a flow with an async part", "the _async terminal")
 
     def close(self) -> None:
         if self._report is not None:

@@ -28,6 +28,7 @@ from rxpipe.engines.base import (
     Run,
     ensure_no_running_loop,
     iterate_on_private_loop,
+    run_on_private_loop,
 )
 from rxpipe.engines.push._channel_common import EndOfChannel, WouldBlock, check_buffer
 from rxpipe.engines.push.channel import AsyncChannel
@@ -484,21 +485,13 @@ class PushRun(Run[Any]):
             for item in self:
                 fn(item)
             return
-        # One event-loop call for the whole run, not one per item.
-        ensure_no_running_loop("a push/asyncio run from sync code", "the _async terminal")
 
+        # One event-loop call for the whole run, not one per item.
         async def drain() -> None:
             async for item in self._aiter_asyncio():
                 fn(item)
 
-        loop = asyncio.new_event_loop()
-        try:
-            loop.run_until_complete(drain())
-        finally:
-            try:
-                loop.run_until_complete(loop.shutdown_asyncgens())
-            finally:
-                loop.close()
+        run_on_private_loop(drain(), "a push/asyncio run from sync code", "the _async terminal")
 
     def __aiter__(self) -> AsyncIterator[Any]:
         if self._engine.runtime == "threads":
