@@ -5,10 +5,14 @@ runs its generic path on it, and composite stages (fragments, ``parallel``, ``pa
 their sub-chains on it, on whichever engine runs them.
 
 Every port action becomes an event on one queue, processed in a loop, so a ``push`` never
-calls the next stage's ``on_push`` directly: the call stack stays flat however long the chain
-and however the stages ping-pong (rule 3.3). The interpreter does no I/O: a driver feeds it
-input items (:meth:`Interpreter.feed`) and asks for output (:meth:`Interpreter.demand`), which
-is how the same interpreter serves sync iteration, async iteration and publisher edges.
+calls the next stage's ``on_push`` directly. What a stage sees of its inlet (``has_pulled``,
+``is_upstream_closed``) changes when an event is delivered to it, not when it is queued: an end
+queued behind an item must not look like the end before the item arrives. The call stack
+stays flat however long the chain and however the stages ping-pong (rule 3.3).
+
+The interpreter does no I/O: a driver feeds it input items (:meth:`Interpreter.feed`) and asks
+for output (:meth:`Interpreter.demand`), which is how the same interpreter serves sync
+iteration, async iteration and publisher edges.
 """
 
 from __future__ import annotations
@@ -108,9 +112,7 @@ class _Ports:
         return self._in_pulled
 
     def is_upstream_closed(self) -> bool:
-        # Not while an item waits for its on_push: the end travels behind it, and a stage that
-        # asks now must not finish with its last item still on the way.
-        return self._in_closed and self._item is _EMPTY
+        return self._in_closed
 
     def schedule(self, work: Callable[[], Awaitable[Any]], done: Done) -> None:
         self.interp.scheduled.append((self.index, work, done))
@@ -237,6 +239,8 @@ class Interpreter:
             self.input_wanted = True
             return
         up = self._ports[index - 1]
+        if up._out_closed:
+            return  # its end is already on the way (ON_FINISH/ON_FAILURE queued)
         up._out_pulled = True
         self._events.append((_ON_PULL, index - 1, None))
 
@@ -245,7 +249,6 @@ class Interpreter:
             self.output.append(item)
             return
         down = self._ports[index + 1]
-        down._in_pulled = False
         down._item = item
         self._events.append((_ON_PUSH, index + 1, None))
 
@@ -255,8 +258,6 @@ class Interpreter:
             return
         down = self._ports[index + 1]
         if not down._in_closed:
-            down._in_closed = True
-            down._in_pulled = False
             self._events.append((_ON_FINISH, index + 1, None))
 
     def _failed(self, index: int, error: BaseException) -> None:
@@ -267,8 +268,6 @@ class Interpreter:
             return
         down = self._ports[index + 1]
         if not down._in_closed:
-            down._in_closed = True
-            down._in_pulled = False
             self._events.append((_ON_FAILURE, index + 1, error))
 
     def _cancelled(self, index: int) -> None:
@@ -287,7 +286,15 @@ class Interpreter:
         ports = self._ports
         while events:
             kind, index, arg = events.popleft()
-            logic = ports[index].logic
+            p = ports[index]
+            logic = p.logic
+            if kind == _ON_PUSH:
+                p._in_pulled = False
+            elif kind in (_ON_FINISH, _ON_FAILURE) and index > 0:
+                if p._in_closed:
+                    continue  # the stage cancelled its upstream meanwhile: it asked for no end
+                p._in_closed = True
+                p._in_pulled = False
             try:
                 if kind == _ON_PUSH:
                     logic.on_push()

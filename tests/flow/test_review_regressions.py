@@ -10,7 +10,7 @@ import pytest
 
 from rxpipe import Flow, MissingBackpressureError, Overflow, PushEngine, stage
 from rxpipe.engines.base import Engine
-from rxpipe.stages import Ports, Stage, StageLogic
+from rxpipe.stages import LinearLogic, LinearStage, Ports, Stage, StageLogic
 
 from .conftest import read_ahead
 
@@ -431,3 +431,137 @@ def test_input_that_arrives_while_the_consumer_holds_an_item_is_not_missed() -> 
     )
     want = [-y - 3 for x in items for y in range(x % 3) for _ in range(2)]
     assert sorted(flow) == sorted(want)
+
+
+# -- third review: port state changes when events are delivered ---------------------------------
+
+
+async def _turns(x: int, n: int) -> int:
+    for _ in range(n):
+        await asyncio.sleep(0)
+    return x
+
+
+def test_a_stage_does_not_pull_again_while_an_item_is_queued_for_it(engine: Engine) -> None:
+    """The pull was cleared when the push was queued: the stage pulled again and the second
+    item overwrote the first, with nothing counted."""
+    d1 = {2: 4, 14: 4, -20: 2}
+    d2 = {-2: 2, -14: 2, 20: 4}
+    frag = (
+        stage()
+        .flat_map(lambda x: [x, x])
+        .partition(lambda x: x % 3, 2, stage().map_async(lambda x: _turns(-x, d1[x])))
+        .map_async(lambda x: _turns(x, d2[x]), concurrency=2, window=3)
+    )
+    out = Flow.from_iterable([2, 14, -20]).parallel(1, frag).to_list(engine=engine)
+    assert sorted(out) == [-14, -14, -2, -2, 20, 20]
+
+
+def test_map_async_never_exceeds_its_concurrency_behind_a_flat_map(engine: Engine) -> None:
+    live = peak = 0
+
+    async def counted(x: int) -> int:
+        nonlocal live, peak
+        live += 1
+        peak = max(peak, live)
+        await _turns(x, x % 4)
+        live -= 1
+        return x
+
+    flow = (
+        Flow.range(60)
+        .flat_map(lambda x: [x, x], errors="skip")
+        .map_async(counted, concurrency=1)
+        .map_async(lambda x: _turns(x, (x * 7) % 4), concurrency=2)
+    )
+    assert sorted(flow.to_list(engine=engine)) == sorted(2 * list(range(60)))
+    assert peak == 1
+
+
+class _FlushAtEnd(LinearLogic[int, list[int]]):
+    """Keeps items and emits them as one list at the end; item 4 raises."""
+
+    def __init__(self, ports: Ports[int, list[int]]) -> None:
+        super().__init__(ports)
+        self.kept: list[int] = []
+
+    def on_item(self, item: int) -> tuple[list[int], ...]:
+        if item == 4:
+            raise ValueError("bad item")
+        self.kept.append(item)
+        return ()
+
+    def on_finish(self) -> tuple[list[int], ...]:
+        return (self.kept,)
+
+
+@dataclass(frozen=True)
+class _Flush(LinearStage[int, list[int]]):
+    operator: ClassVar[str] = "flush"
+
+    def create_logic(self, ports: Ports[int, list[int]]) -> LinearLogic[int, list[int]]:
+        return _FlushAtEnd(ports)
+
+
+def test_a_skipped_error_on_the_last_item_still_lets_the_stage_flush(engine: Engine) -> None:
+    """The supervisor saw upstream closed before on_upstream_finish and completed the stage."""
+
+    async def last_is_slow(x: int) -> int:
+        return await _turns(x, 3 if x == 4 else 0)
+
+    flow = Flow.range(5).map_async(last_is_slow, concurrency=2).via(_Flush(), errors="skip")
+    assert flow.to_list(engine=engine) == [[0, 1, 2, 3]]
+
+
+class _FailsAfterEnd(LinearLogic[int, int]):
+    def __init__(self, ports: Ports[int, int], error: type[BaseException]) -> None:
+        super().__init__(ports)
+        self.error = error
+
+    def on_item(self, item: int) -> tuple[int, ...]:
+        return (item,)
+
+    def post_stop(self) -> None:
+        raise self.error("post_stop failed")
+
+
+@dataclass(frozen=True)
+class _PostStopRaises(LinearStage[int, int]):
+    error: type[BaseException]
+    operator: ClassVar[str] = "post_stop_raises"
+
+    def create_logic(self, ports: Ports[int, int]) -> LinearLogic[int, int]:
+        return _FailsAfterEnd(ports, self.error)
+
+
+@pytest.mark.parametrize("error", [ValueError, Abort])
+def test_an_error_after_a_stage_ended_is_raised_not_swallowed(
+    engine: Engine, error: type[BaseException]
+) -> None:
+    with pytest.raises(error, match="post_stop failed"):
+        Flow.range(5).via(_PostStopRaises(error)).map(str).to_list(engine=engine)
+
+
+def test_a_base_exception_in_an_async_stage_on_the_threads_runtime_ends_the_run() -> None:
+    """The stage's helper pool waited for a thread blocked on the input channel: a hang."""
+
+    async def few_then_quiet() -> Any:
+        for i in range(3):
+            yield i
+        await asyncio.sleep(3600)
+
+    flow = Flow.from_async_iterable(few_then_quiet()).parallel(
+        4, stage().map_async(lambda x: _turns(x, 3)).map(_abort_at_10_or_always)
+    )
+    with pytest.raises(Abort):
+        flow.to_list(engine=PushEngine(runtime="threads"))
+
+
+def _abort_at_10_or_always(x: int) -> int:
+    raise Abort
+
+
+def test_a_base_exception_before_a_buffer_reaches_the_caller(engine: Engine) -> None:
+    flow = Flow.range(100).map_async(_abort_at_10_async).buffer(4).map(str)
+    with pytest.raises(Abort):
+        flow.to_list(engine=engine)

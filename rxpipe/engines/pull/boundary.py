@@ -85,7 +85,9 @@ class Boundary:
                     if len(buf) >= n:
                         room.clear()
                         await room.wait()
-            except Exception as exc:
+            except asyncio.CancelledError:
+                raise  # the boundary is stopping
+            except BaseException as exc:  # SystemExit & co. too: the consumer raises them
                 failure.append(exc)
             finally:
                 finished = True

@@ -252,6 +252,7 @@ class PushRun(Run[Any]):
         "_stats",
         "_sync_iter",
         "_tasks",
+        "_thread_errors",
         "_threads",
         "delivered",
     )
@@ -264,6 +265,7 @@ class PushRun(Run[Any]):
         self._ports: list[PushPorts] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._threads: list[threading.Thread] = []
+        self._thread_errors: list[BaseException] = []
         self._sync_iter: Iterator[Any] | None = None
         self._source_loop: _LoopSource | None = None
         self._pool: ThreadPoolExecutor | None = None
@@ -334,7 +336,7 @@ class PushRun(Run[Any]):
         self._threads = [
             threading.Thread(
                 target=guard_thread,
-                args=(fn, args, inboxes[i], self._channels[i]),
+                args=(fn, args, inboxes[i], self._channels[i], self._thread_errors),
                 name=f"rxpipe-{names[i]}",
                 daemon=True,
             )
@@ -410,6 +412,8 @@ class PushRun(Run[Any]):
         for t in self._threads:
             t.join()
         self._finish()
+        if self._thread_errors:
+            raise self._thread_errors[0]  # raised by a stage after its end (see fail_stage)
 
     async def _aiter_threads(self) -> AsyncIterator[Any]:
         """Threads runtime consumed from async code: receive on a private helper thread."""

@@ -31,6 +31,7 @@ from rxpipe.stages.errors import annotate
 
 __all__ = (
     "PassThrough",
+    "fail_stage",
     "guard_async",
     "guard_thread",
     "run_async_stage_threads",
@@ -64,20 +65,36 @@ async def guard_async(runner: Coroutine[Any, Any, None], inbox: Any, outbox: Any
     except asyncio.CancelledError:
         raise
     except BaseException as exc:
-        _fail_channels(exc, inbox, outbox)
+        fail_stage(exc, inbox, outbox)
 
 
 def guard_thread(
-    runner: Callable[..., None], args: tuple[Any, ...], inbox: Any, outbox: Any
+    runner: Callable[..., None],
+    args: tuple[Any, ...],
+    inbox: Any,
+    outbox: Any,
+    errors: list[BaseException],
 ) -> None:
-    """The threads twin of :func:`guard_async`: a thread's target."""
+    """The threads twin of :func:`guard_async`: a thread's target. What cannot travel
+    downstream is kept in ``errors`` for the run to raise once it joined its threads."""
     try:
         runner(*args)
     except BaseException as exc:
-        _fail_channels(exc, inbox, outbox)
+        try:
+            fail_stage(exc, inbox, outbox)
+        except BaseException as late:
+            errors.append(late)
 
 
-def _fail_channels(exc: BaseException, inbox: Any, outbox: Any) -> None:
+def fail_stage(exc: BaseException, inbox: Any, outbox: Any) -> None:
+    """End a stage that raised: fail its output, close its input.
+
+    A stage that had already closed its output ended before it raised (its ``post_stop``, or
+    a runner bug): nothing can carry the exception downstream, so it is raised again for the
+    run to report (the asyncio runtime raises it from the run's stop).
+    """
+    if outbox.statistics().closed:
+        raise exc
     if inbox is not None:
         inbox.close_receiving()
     outbox.fail(exc)
@@ -626,5 +643,8 @@ def run_async_stage_threads(p: PushPorts, outbox: Any) -> None:
         p.inbox = _ThreadChannelForLoop(inbox, pool)
         try:
             asyncio.run(run_stage_async(p, _ThreadChannelForLoop(outbox, pool)))
+        except BaseException as exc:
+            # before the pool's exit waits for its threads: one may be blocked on a channel
+            fail_stage(exc, inbox, outbox)
         finally:
             p.inbox = inbox
