@@ -288,22 +288,22 @@ class Interpreter:
             kind, index, arg = events.popleft()
             p = ports[index]
             logic = p.logic
-            if kind == _ON_PUSH:
-                p._in_pulled = False
-            elif kind in (_ON_FINISH, _ON_FAILURE) and index > 0:
-                if p._in_closed:
-                    continue  # the stage cancelled its upstream meanwhile: it asked for no end
-                p._in_closed = True
-                p._in_pulled = False
             try:
                 if kind == _ON_PUSH:
+                    p._in_pulled = False  # the pull is answered when the item arrives
                     logic.on_push()
                 elif kind == _ON_PULL:
                     logic.on_pull()
-                elif kind == _ON_FINISH:
-                    logic.on_upstream_finish()
-                elif kind == _ON_FAILURE:
-                    logic.on_upstream_failure(arg)
+                elif kind in (_ON_FINISH, _ON_FAILURE):
+                    if index:  # the chain's own input was closed by the driver already
+                        if p._in_closed:
+                            continue  # the stage cancelled its upstream meanwhile
+                        p._in_closed = True
+                        p._in_pulled = False
+                    if kind == _ON_FINISH:
+                        logic.on_upstream_finish()
+                    else:
+                        logic.on_upstream_failure(arg)
                 elif kind == _ON_CANCEL:
                     logic.on_downstream_finish()
                 elif kind == _ON_DONE:
