@@ -13,7 +13,7 @@ import functools
 import itertools
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from rxpipe.engines.base import settle_tasks
@@ -614,17 +614,30 @@ class _ThreadChannelForLoop:
     wakes a blocked wait, so no pool thread outlives the run.
     """
 
-    __slots__ = ("_ch", "_pool")
+    __slots__ = ("_ch", "_pool", "_stats")
 
-    def __init__(self, ch: Any, pool: ThreadPoolExecutor) -> None:
+    def __init__(self, ch: Any, pool: ThreadPoolExecutor, stats: StageStats) -> None:
         self._ch = ch
         self._pool = pool
+        self._stats = stats
 
     async def receive(self) -> Any:
         try:
             return self._ch.receive_nowait()
         except WouldBlock:
-            return await asyncio.get_running_loop().run_in_executor(self._pool, self._ch.receive)
+            pass
+        waiting = self._pool.submit(self._ch.receive)
+        try:
+            return await asyncio.wrap_future(waiting)
+        except asyncio.CancelledError:
+            # the wait goes on in its thread: an item it still takes reached no one, so it is
+            # counted lost (before the pool's exit lets the run report)
+            waiting.add_done_callback(self._lost_if_received)
+            raise
+
+    def _lost_if_received(self, waiting: Future[Any]) -> None:
+        if not waiting.cancelled() and waiting.exception() is None:
+            self._stats.lost += 1
 
     async def send(self, item: Any) -> None:
         try:
@@ -640,9 +653,9 @@ def run_async_stage_threads(p: PushPorts, outbox: Any) -> None:
     """A stage that schedules async work, on the threads runtime: its own loop, in its thread."""
     with ThreadPoolExecutor(2, thread_name_prefix=f"rxpipe-{p.stats.name}-io") as pool:
         inbox = p.inbox
-        p.inbox = _ThreadChannelForLoop(inbox, pool)
+        p.inbox = _ThreadChannelForLoop(inbox, pool, p.stats)
         try:
-            asyncio.run(run_stage_async(p, _ThreadChannelForLoop(outbox, pool)))
+            asyncio.run(run_stage_async(p, _ThreadChannelForLoop(outbox, pool, p.stats)))
         except BaseException as exc:
             # before the pool's exit waits for its threads: one may be blocked on a channel
             fail_stage(exc, inbox, outbox)
