@@ -593,14 +593,17 @@ class Flow(Generic[T_co]):
 
         - Emits when: downstream asks and the buffer holds an item.
         - Backpressures when: the buffer is full (``Overflow.BACKPRESSURE``); the other
-          policies never slow upstream down: they drop (counted as dropped) or fail.
+          policies never slow upstream down: they keep reading while downstream is busy and
+          drop (counted as dropped) or fail.
         - Completes when: upstream completed and the buffer is empty.
         - Cancels when: downstream cancels (buffered items are counted as lost).
 
         Args:
             n: the capacity, >= 1.
-            overflow: what a full buffer does with one more item (push engine; the pull
-                engine never overflows, because it only asks upstream for what fits).
+            overflow: what a full buffer does with one more item, on every engine. On the
+                pull engine downstream is busy elsewhere only while it awaits (an async
+                stage or terminal after the buffer); a sync-only pull run takes turns with
+                downstream on one thread, so it never overflows.
 
         Raises:
             TypeError: ``n`` is not an int, or ``overflow`` is not an :class:`Overflow`.

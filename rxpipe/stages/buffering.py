@@ -2,10 +2,10 @@
 
 ``buffer(n)`` decouples the stages around it by up to ``n`` items. On the push engine it is a
 channel of ``n`` (Go's ``make(chan T, n)``); on the pull engine it is an asynchronous boundary
-that requests items in batches. ``overflow`` matters only where the producer cannot be slowed
-down: the push engine's buffer stage then drops or fails instead of blocking its upstream, and
-every dropped item is counted. The pull engine never overflows: it only asks upstream for as
-many items as there is room for.
+that requests items in batches. Under ``Overflow.BACKPRESSURE`` a full buffer slows its
+upstream down; under the other policies the buffer never does: it keeps reading upstream while
+downstream is busy, and drops (counted) or fails when one more item does not fit, on every
+engine (Reactor's ``onBackpressureDrop``, Akka's ``buffer(n, OverflowStrategy)``).
 """
 
 from __future__ import annotations
@@ -15,10 +15,11 @@ from collections import deque
 from dataclasses import dataclass
 from typing import ClassVar, TypeVar
 
+from rxpipe.errors import MissingBackpressureError
 from rxpipe.stages._base import Ports, Stage, StageLogic
 from rxpipe.stages.simple import check_count
 
-__all__ = ("Buffer", "Overflow")
+__all__ = ("Buffer", "Overflow", "overflow_error")
 
 T = TypeVar("T")
 
@@ -34,6 +35,13 @@ class Overflow(enum.Enum):
     DROP_OLDEST = "drop_oldest"
     #: Fail the flow with ``MissingBackpressureError`` naming the stage.
     FAIL = "fail"
+
+
+def overflow_error(stage_name: str, capacity: int) -> MissingBackpressureError:
+    """The error of a full ``Overflow.FAIL`` buffer, the same on every engine."""
+    return MissingBackpressureError(
+        f"stage {stage_name!r}: buffer of {capacity} is full (overflow=Overflow.FAIL)"
+    )
 
 
 @dataclass(frozen=True, slots=True)

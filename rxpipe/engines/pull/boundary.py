@@ -5,6 +5,12 @@ items; downstream takes them in order. Demand is replenished in batches: the pro
 allowed to refill once downstream consumed 75% of the window (Reactor's and RxJava's rule),
 so the two sides wake each other once per batch, not once per item. Run from sync code (no
 event loop), the boundary prefetches in the same batches on the caller's thread.
+
+Under a dropping or failing ``Overflow`` the async producer never waits for room: like
+Reactor's ``onBackpressureBuffer``/``onBackpressureDrop`` and Akka's ``buffer(n, strategy)``
+it keeps reading upstream while downstream is busy elsewhere (an awaiting ``map_async``) and
+applies the policy to what does not fit, giving the consumer a turn after each overflow. A
+sync run has no "elsewhere": downstream works on the same thread, so nothing can overflow.
 """
 
 from __future__ import annotations
@@ -16,6 +22,8 @@ from typing import Any, Final, final
 
 from rxpipe.engines.base import settle_tasks
 from rxpipe.stages._base import StageStats
+from rxpipe.stages.buffering import Overflow, overflow_error
+from rxpipe.stages.errors import annotate
 
 __all__ = ("Boundary",)
 
@@ -24,13 +32,16 @@ __all__ = ("Boundary",)
 class Boundary:
     """One ``buffer(n)`` node in a pull run."""
 
-    __slots__ = ("low", "n", "stats")
+    __slots__ = ("low", "n", "overflow", "stats")
     width: Final = 1
 
-    def __init__(self, n: int, stats: StageStats) -> None:
+    def __init__(
+        self, n: int, stats: StageStats, overflow: Overflow = Overflow.BACKPRESSURE
+    ) -> None:
         self.n = n
         self.low = n // 4  # refill once 75% of the window was consumed
         self.stats = stats
+        self.overflow = overflow
 
     def settle(self) -> int:
         """How many items the boundary received (its upstream emitted)."""
@@ -75,14 +86,26 @@ class Boundary:
         failure: list[BaseException] = []
         finished = False
 
+        policy = self.overflow
+
         async def produce() -> None:
             nonlocal finished
             try:
                 async for item in src:
-                    buf.append(item)
                     stats.received += 1
+                    if len(buf) >= n and policy is not Overflow.BACKPRESSURE:
+                        stats.dropped += 1
+                        if policy is Overflow.FAIL:
+                            raise annotate(overflow_error(stats.name, n), stats.name)
+                        if policy is Overflow.DROP_OLDEST:
+                            buf.popleft()
+                            buf.append(item)
+                        ready.set()
+                        await asyncio.sleep(0)  # a turn for the consumer: it may take one
+                        continue
+                    buf.append(item)
                     ready.set()
-                    if len(buf) >= n:
+                    if len(buf) >= n and policy is Overflow.BACKPRESSURE:
                         room.clear()
                         await room.wait()
             except asyncio.CancelledError:

@@ -103,7 +103,7 @@ def _segments(nodes: Sequence[Node], stats: Sequence[StageStats], fuse: bool) ->
     while i < len(nodes):
         stage = nodes[i].stage
         if isinstance(stage, Buffer):
-            out.append(Boundary(stage.n, stats[i]))
+            out.append(Boundary(stage.n, stats[i], stage.overflow))
             i += 1
             continue
         fusible = fuse and is_fusible(nodes[i])

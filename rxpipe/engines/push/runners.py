@@ -24,9 +24,8 @@ from rxpipe.engines.push._channel_common import (
     WouldBlock,
 )
 from rxpipe.engines.push.ports import COMPLETE, NOTHING, PushPorts
-from rxpipe.errors import MissingBackpressureError
 from rxpipe.stages._base import Done, StageLogic, StageStats
-from rxpipe.stages.buffering import Overflow
+from rxpipe.stages.buffering import Overflow, overflow_error
 from rxpipe.stages.errors import annotate
 
 __all__ = (
@@ -415,10 +414,7 @@ def _offer(p: PushPorts, outbox: Any, item: Any, policy: Overflow) -> bool:
         else:  # Overflow.FAIL
             stats.dropped += 1
             outbox.fail(
-                MissingBackpressureError(
-                    f"stage {stats.name!r}: buffer of {outbox.statistics().capacity} is full "
-                    "(overflow=Overflow.FAIL)"
-                )
+                annotate(overflow_error(stats.name, outbox.statistics().capacity), stats.name)
             )
             return False
     stats.emitted += 1
