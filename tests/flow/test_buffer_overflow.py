@@ -78,7 +78,7 @@ def test_failing_buffer_names_itself_on_every_engine(engine: Engine) -> None:
     # FAIL stops the source, so the gate cannot open on its end: it opens after a moment
     # (the overflow takes microseconds); the failure then reaches the terminal.
     flow, _ = _gated(Overflow.FAIL, patience=0.3)
-    with pytest.raises(MissingBackpressureError, match="stage 'buffer'.*full") as info:
+    with pytest.raises(MissingBackpressureError, match=r"stage 'buffer'.*full") as info:
         flow.to_list(engine=engine)
     assert "rxpipe: raised in stage 'buffer'" in info.value.__notes__
 
