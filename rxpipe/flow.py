@@ -8,6 +8,7 @@ method carries the operator's whole documentation, with the four-line demand con
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import (
     AsyncIterable,
     AsyncIterator,
@@ -20,10 +21,11 @@ from collections.abc import (
 from concurrent.futures import Executor
 from typing import TYPE_CHECKING, Any, Final, Generic, Literal, TypeVar, final, overload
 
-from rxpipe.engines.base import Engine, Plan, ensure_no_running_loop
+from rxpipe.engines.base import Engine, Plan, closing, ensure_no_running_loop
 from rxpipe.stages._base import Stage
 from rxpipe.stages.async_map import MapAsync
 from rxpipe.stages.buffering import Buffer, Overflow
+from rxpipe.stages.callables import check_callable, check_sync_callable, is_async_callable
 from rxpipe.stages.errors import ErrorMode, Node, Result, check_errors
 from rxpipe.stages.fan_in import AsyncConcatSource, ConcatSource, MergeSource
 from rxpipe.stages.fan_out import Parallel, Partition
@@ -60,6 +62,24 @@ _MISSING: Final = object()
 
 def _discard(_: object) -> None:
     """The item sink of ``run()``."""
+
+
+def _never_awaitable(f: Callable[[Any], object]) -> Callable[[Any], None]:
+    """``f`` as a sync sink that refuses to drop an awaitable on the floor (a lambda that
+    returns ``store(x)``: the coroutine would never run, and the item would look delivered)."""
+
+    def sink(item: Any) -> None:
+        result = f(item)
+        if result is not None and inspect.isawaitable(result):
+            close = getattr(result, "close", None)
+            if close is not None:
+                close()  # no "never awaited" warning on top of the error
+            raise TypeError(
+                f"foreach(f): f returned an awaitable ({type(result).__name__}) that nothing "
+                "would await: use `await flow.foreach_async(f)`"
+            )
+
+    return sink
 
 
 def resolve_engine(engine: EngineArg) -> Engine:
@@ -717,8 +737,7 @@ class Flow(Generic[T_co]):
 
     def fold(self, f: Callable[[R, T_co], R], initial: R, *, engine: EngineArg = "pull") -> R:
         """Run the flow and reduce its items with ``f``, starting from ``initial``."""
-        if not callable(f):
-            raise TypeError(f"fold(f, initial): f must be callable, got {f!r}")
+        check_sync_callable(f, "fold(f, initial): f", "fold takes a sync function")
         acc = initial
 
         def step(item: Any) -> None:
@@ -732,30 +751,49 @@ class Flow(Generic[T_co]):
         self, f: Callable[[R, T_co], R], initial: R, *, engine: EngineArg = "pull"
     ) -> R:
         """Async twin of :meth:`fold`."""
-        if not callable(f):
-            raise TypeError(f"fold(f, initial): f must be callable, got {f!r}")
+        check_sync_callable(f, "fold(f, initial): f", "fold takes a sync function")
         acc = initial
-        async for item in self._open(engine):
-            acc = f(acc, item)
+        async with closing(aiter(self._open(engine))) as items:  # stopped at once if f raises
+            async for item in items:
+                acc = f(acc, item)
         return acc
 
     def foreach(self, f: Callable[[T_co], object], *, engine: EngineArg = "pull") -> Report:
-        """Run the flow, calling ``f`` on each item; returns the run's Report."""
-        if not callable(f):
-            raise TypeError(f"foreach(f): f must be callable, got {f!r}")
+        """Run the flow, calling ``f`` on each item; returns the run's Report.
+
+        Raises:
+            TypeError: ``f`` is not callable, or is an ``async def`` function (use
+                :meth:`foreach_async`, which awaits it); also, during the run, if ``f``
+                returns an awaitable (it would never be awaited).
+        """
+        check_sync_callable(f, "foreach(f): f", "use `await flow.foreach_async(f)`")
         run = self._sync("foreach", engine)
-        run.consume(f)
+        run.consume(_never_awaitable(f))
         return run.report()
 
     async def foreach_async(
         self, f: Callable[[T_co], object], *, engine: EngineArg = "pull"
     ) -> Report:
-        """Async twin of :meth:`foreach`."""
-        if not callable(f):
-            raise TypeError(f"foreach(f): f must be callable, got {f!r}")
+        """Run the flow, calling ``f`` on each item and awaiting what it returns when that is
+        awaitable (an ``async def`` sink: one item is stored at a time, the run waits for it).
+
+        Returns the run's Report. A plain function works too (the async twin of
+        :meth:`foreach`).
+
+        Raises:
+            TypeError: ``f`` is not callable.
+        """
+        check_callable(f, "foreach_async(f): f")
         run = self._open(engine)
-        async for item in run:
-            f(item)
+        async with closing(aiter(run)) as items:  # stopped at once if f raises
+            if is_async_callable(f):
+                async for item in items:
+                    await f(item)  # type: ignore[misc]
+            else:
+                async for item in items:
+                    result = f(item)
+                    if result is not None and inspect.isawaitable(result):
+                        await result
         return run.report()
 
     def run(self, *, engine: EngineArg = "pull") -> Report:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass
@@ -65,8 +66,11 @@ class Run(ABC, Generic[T]):
         Engines override it when they can run the whole consumption in one go (the push
         engine runs it inside a single event-loop call instead of one per item).
         """
-        for item in self:
-            fn(item)
+        try:
+            for item in self:
+                fn(item)
+        finally:
+            self.close()  # at once, also when fn raised: nothing may wait for a GC pass
 
     @abstractmethod
     def close(self) -> None:
@@ -105,6 +109,21 @@ def ensure_no_running_loop(what: str, twin: str) -> None:
         f"{what} cannot run inside a running event loop (it would block the loop); "
         f"use `await {twin}` instead"
     )
+
+
+@contextlib.asynccontextmanager
+async def closing(items: AsyncIterator[T]) -> AsyncIterator[AsyncIterator[T]]:
+    """``async with closing(aiter(run)) as items``: the iterator is closed when the block ends.
+
+    A loop body that raises leaves its async generator suspended; Python closes it only when
+    it is garbage-collected, in a task that can outlive the run's loop (PEP 533).
+    """
+    try:
+        yield items
+    finally:
+        aclose = getattr(items, "aclose", None)
+        if aclose is not None:
+            await aclose()
 
 
 def run_on_private_loop(main: Coroutine[Any, Any, T], what: str, twin: str) -> T:

@@ -15,14 +15,16 @@ known only when its call ends, and ``errors="result"``/``"skip"`` must keep the 
 
 from __future__ import annotations
 
+import inspect
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Final, TypeVar
 
 from rxpipe.stages._base import Ports, Stage, StageLogic
+from rxpipe.stages.callables import check_async_callable, is_async_callable
 from rxpipe.stages.errors import ErrorMode, Result, annotate, check_errors
-from rxpipe.stages.simple import check_callable, check_count
+from rxpipe.stages.simple import check_count
 
 __all__ = ("MapAsync",)
 
@@ -49,7 +51,7 @@ class MapAsync(Stage[T, R]):
     handles_errors: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
-        check_callable(self.fn, "map_async(f): f")
+        check_async_callable(self.fn, "map_async(f): f", "use map(f) for synchronous work")
         check_count(self.concurrency, "map_async(concurrency=)", minimum=1)
         if not isinstance(self.ordered, bool):
             raise TypeError(f"map_async(ordered=) must be a bool, got {self.ordered!r}")
@@ -88,12 +90,28 @@ class _Slot:
         self.outcome: Any = _RUNNING
 
 
+def _checked(fn: Callable[[Any], Any]) -> Callable[[Any], Awaitable[Any]]:
+    """``fn`` (not declared async: a lambda, say) with a clear error for a plain result."""
+
+    def call(item: Any) -> Awaitable[Any]:
+        result = fn(item)
+        if not inspect.isawaitable(result):
+            raise TypeError(
+                f"map_async(f): f returned {type(result).__name__} {result!r:.60}, not an "
+                "awaitable: use map(f) for synchronous work"
+            )
+        return result
+
+    return call
+
+
 class _MapAsyncLogic(StageLogic[Any, Any]):
-    __slots__ = ("running", "spec", "upstream_done", "waiting")
+    __slots__ = ("call", "running", "spec", "upstream_done", "waiting")
 
     def __init__(self, ports: Ports[Any, Any], spec: MapAsync[Any, Any]) -> None:
         super().__init__(ports)
         self.spec = spec
+        self.call = spec.fn if is_async_callable(spec.fn) else _checked(spec.fn)
         self.running = 0
         # ordered: every started slot, in input order; unordered: finished slots only
         self.waiting: deque[_Slot] = deque()
@@ -113,7 +131,7 @@ class _MapAsyncLogic(StageLogic[Any, Any]):
         self.running += 1
         if self.spec.ordered:
             self.waiting.append(slot)
-        fn = self.spec.fn
+        fn = self.call
         item = slot.item
         self.ports.schedule(lambda: fn(item), lambda r, e: self._finished(slot, r, e))
         self._emit()

@@ -29,9 +29,10 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Final, NamedTuple, TypeVar
 
 from rxpipe.stages._base import Ports, Stage, StageLogic, StageStats
+from rxpipe.stages.callables import check_sync_callable
 from rxpipe.stages.chain import Interpreter
 from rxpipe.stages.errors import Node, annotate
-from rxpipe.stages.simple import check_callable, check_count
+from rxpipe.stages.simple import check_count
 
 __all__ = ("BatchCounts", "Parallel", "Partition", "run_batch")
 
@@ -149,7 +150,7 @@ class Partition(Stage[T, R]):
     user_code: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
-        check_callable(self.key, "partition(key, n, stage): key")
+        check_sync_callable(self.key, "partition(key, n, stage): key", "a key must be sync")
         check_count(self.n, "partition(key, n, stage): n", minimum=1)
         _check_stage(self.stage, "partition(key, n, stage)")
         _nodes_of(self.stage)

@@ -13,17 +13,15 @@ from dataclasses import dataclass
 from typing import ClassVar, TypeVar
 
 from rxpipe.stages._base import LinearLogic, Ports, Stage, StageLogic
+from rxpipe.stages.callables import check_sync_callable
 
 __all__ = ("Chunk", "Filter", "FlatMap", "Map", "Scan", "Skip", "Take", "TakeWhile")
 
 T = TypeVar("T")
 R = TypeVar("R")
 
-
-def check_callable(value: object, what: str) -> None:
-    """Raise ``TypeError`` now, when the flow is built, rather than on the first item."""
-    if not callable(value):
-        raise TypeError(f"{what} must be callable, got {type(value).__name__} {value!r}")
+#: What to do with an async function a sync stage was given.
+_AWAIT_FIRST = "await it in a map_async(...) stage first"
 
 
 def check_count(value: object, what: str, *, minimum: int) -> None:
@@ -46,7 +44,7 @@ class Map(Stage[T, R]):
     user_code: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
-        check_callable(self.fn, "map(f): f")
+        check_sync_callable(self.fn, "map(f): f", "use map_async(f)")
 
     def create_logic(self, ports: Ports[T, R]) -> StageLogic[T, R]:
         return _MapLogic(ports, self.fn)
@@ -78,7 +76,7 @@ class Filter(Stage[T, T]):
     user_code: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
-        check_callable(self.pred, "filter(pred): pred")
+        check_sync_callable(self.pred, "filter(pred): pred", _AWAIT_FIRST)
 
     def create_logic(self, ports: Ports[T, T]) -> StageLogic[T, T]:
         return _FilterLogic(ports, self.pred)
@@ -115,7 +113,7 @@ class FlatMap(Stage[T, R]):
     user_code: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
-        check_callable(self.fn, "flat_map(f): f")
+        check_sync_callable(self.fn, "flat_map(f): f", _AWAIT_FIRST)
 
     def create_logic(self, ports: Ports[T, R]) -> StageLogic[T, R]:
         return _FlatMapLogic(ports, self.fn)
@@ -215,7 +213,7 @@ class TakeWhile(Stage[T, T]):
     user_code: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
-        check_callable(self.pred, "take_while(pred): pred")
+        check_sync_callable(self.pred, "take_while(pred): pred", _AWAIT_FIRST)
 
     def create_logic(self, ports: Ports[T, T]) -> StageLogic[T, T]:
         return _TakeWhileLogic(ports, self.pred)
@@ -254,7 +252,7 @@ class Scan(Stage[T, R]):
     stateful: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
-        check_callable(self.fn, "scan(f, initial): f")
+        check_sync_callable(self.fn, "scan(f, initial): f", "scan takes a sync function")
 
     def create_logic(self, ports: Ports[T, R]) -> StageLogic[T, R]:
         return _ScanLogic(ports, self.fn, self.initial)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -594,3 +595,32 @@ def test_an_early_stop_on_the_threads_runtime_counts_every_item() -> None:
         gone = sum(s.filtered + s.errored + s.dropped + s.lost for s in stages)
         counted = report.delivered + gone
         assert counted == stages[0].emitted
+
+
+@pytest.mark.parametrize("terminal", ["foreach", "fold", "foreach_async", "fold_async"])
+def test_a_terminal_whose_function_raises_leaves_nothing_running(
+    engine: Engine, terminal: str
+) -> None:
+    """Regression: the abandoned async generator of a sync terminal was closed by a GC-time
+    task that outlived the private loop ("Task was destroyed but it is pending")."""
+
+    def bad(*args: int) -> int:
+        if args[-1] == 1:
+            raise KeyError(args[-1])
+        return 0
+
+    flow = Flow.range(50).map_async(_turns_zero)
+    calls: dict[str, Callable[[], object]] = {
+        "foreach": lambda: flow.foreach(bad, engine=engine),
+        "fold": lambda: flow.fold(bad, 0, engine=engine),
+        "foreach_async": lambda: asyncio.run(flow.foreach_async(bad, engine=engine)),
+        "fold_async": lambda: asyncio.run(flow.fold_async(bad, 0, engine=engine)),
+    }
+    with pytest.raises(KeyError):
+        calls[terminal]()
+    # the no-leak check after the test finds no task or thread left behind
+
+
+async def _turns_zero(x: int) -> int:
+    await asyncio.sleep(0)
+    return x

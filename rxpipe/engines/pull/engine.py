@@ -22,6 +22,7 @@ from rxpipe.engines.base import (
     Engine,
     Plan,
     Run,
+    closing,
     iterate_on_private_loop,
     run_on_private_loop,
     settle_tasks,
@@ -458,8 +459,9 @@ class PullRun(Run[Any]):
             return
 
         async def drain() -> None:  # one event-loop call for the run, not one per item
-            async for item in self:
-                fn(item)
+            async with closing(aiter(self)) as items:  # closed now if fn raises
+                async for item in items:
+                    fn(item)
 
         run_on_private_loop(drain(), "iterating a flow with an async part", "the _async terminal")
 

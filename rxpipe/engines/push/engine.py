@@ -26,6 +26,7 @@ from rxpipe.engines.base import (
     Engine,
     Plan,
     Run,
+    closing,
     ensure_no_running_loop,
     iterate_on_private_loop,
     run_on_private_loop,
@@ -486,14 +487,16 @@ class PushRun(Run[Any]):
 
     def consume(self, fn: Callable[[Any], object]) -> None:
         if self._engine.runtime == "threads":
-            for item in self:
-                fn(item)
+            super().consume(fn)
             return
 
         # One event-loop call for the whole run, not one per item.
         async def drain() -> None:
-            async for item in self._aiter_asyncio():
-                fn(item)
+            # closed here if fn raises: an abandoned generator is closed by a GC-time task
+            # that can outlive the private loop
+            async with closing(self._aiter_asyncio()) as items:
+                async for item in items:
+                    fn(item)
 
         run_on_private_loop(drain(), "a push/asyncio run from sync code", "the _async terminal")
 
