@@ -664,13 +664,24 @@ class Flow(Generic[T_co]):
         return resolve_engine(engine).open(self.plan)
 
     def _sync(self, what: str, engine: EngineArg) -> Run[Any]:
-        run = self._open(engine)
-        if self.plan.is_async:
-            ensure_no_running_loop(f"flow.{what}()", f"flow.{what}_async()")
+        """Open a run for the sync terminal ``what``; inside a running event loop, refuse
+        where it would block the loop (see ``Engine.refuses_running_loop``), naming the twin.
+        """
+        resolved = resolve_engine(engine)
+        run = resolved.open(self.plan)
+        if resolved.refuses_running_loop(self.plan):
+            if what == "__iter__":
+                ensure_no_running_loop("`for x in flow`", "`async for x in flow`")
+            else:
+                ensure_no_running_loop(f"`flow.{what}()`", f"`await flow.{what}_async()`")
         return run
 
     def __iter__(self) -> Iterator[T_co]:
-        """Iterate the items (pull engine); leaving the loop early cancels the run."""
+        """Iterate the items (pull engine); leaving the loop early cancels the run.
+
+        Inside a running event loop a flow with an async part refuses (``RuntimeError``):
+        use ``async for x in flow`` there.
+        """
         return iter(self._sync("__iter__", "pull"))
 
     def __aiter__(self) -> AsyncIterator[T_co]:

@@ -7,13 +7,13 @@ import contextlib
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar, final
+from typing import Any, Final, Generic, TypeVar, final
 
 from rxpipe.stages.errors import Node
 from rxpipe.stages.sources import Source
 from rxpipe.telemetry.report import Report
 
-__all__ = ("Engine", "Plan", "Run", "ensure_no_running_loop")
+__all__ = ("ASYNC_TWIN_HINT", "Engine", "Plan", "Run", "ensure_no_running_loop")
 
 T = TypeVar("T")
 
@@ -95,11 +95,28 @@ class Engine(ABC):
     def open(self, plan: Plan) -> Run[Any]:
         """Prepare a run; nothing happens until it is iterated."""
 
+    def refuses_running_loop(self, plan: Plan) -> bool:
+        """Whether a sync terminal (``to_list()``, ``for x in flow``, ...) of ``plan`` must
+        refuse to run inside a running event loop, pointing at its ``_async`` twin.
 
-def ensure_no_running_loop(what: str, twin: str) -> None:
-    """Raise a clear error when sync code that needs its own event loop runs inside one.
+        By default only a plan with an async part does: it needs an event loop of its own.
+        A synchronous plan runs in the caller's thread like any sync function call.
+        """
+        return plan.is_async
+
+
+#: The hint for sync code that cannot know which terminal called it.
+ASYNC_TWIN_HINT: Final = (
+    "the terminal's async twin (`await flow.to_list_async()` for `flow.to_list()`, "
+    "`async for x in flow` for `for x in flow`)"
+)
+
+
+def ensure_no_running_loop(what: str, instead: str = ASYNC_TWIN_HINT) -> None:
+    """Raise a clear error when sync code that would block the loop runs inside one.
 
     Blocking the running loop would deadlock it; the async twin is the right call there.
+    ``instead`` names it, as written in the message: ``"`await flow.count_async()`"``.
     """
     try:
         asyncio.get_running_loop()
@@ -107,7 +124,7 @@ def ensure_no_running_loop(what: str, twin: str) -> None:
         return
     raise RuntimeError(
         f"{what} cannot run inside a running event loop (it would block the loop); "
-        f"use `await {twin}` instead"
+        f"use {instead} instead"
     )
 
 
@@ -126,7 +143,7 @@ async def closing(items: AsyncIterator[T]) -> AsyncIterator[AsyncIterator[T]]:
             await aclose()
 
 
-def run_on_private_loop(main: Coroutine[Any, Any, T], what: str, twin: str) -> T:
+def run_on_private_loop(main: Coroutine[Any, Any, T], what: str, twin: str = ASYNC_TWIN_HINT) -> T:
     """Run ``main`` to its end from sync code, on an event loop of its own (closed after).
 
     One loop call for a whole consumption, where :func:`iterate_on_private_loop` needs one
@@ -153,7 +170,7 @@ def iterate_on_private_loop(items: AsyncIterator[T]) -> Iterator[T]:
     The loop lives and dies with the generator, in the thread that iterates it, so nothing
     outlives the run. Inside a running loop it refuses (see :func:`ensure_no_running_loop`).
     """
-    ensure_no_running_loop("iterating a flow with an async part", "the _async terminal")
+    ensure_no_running_loop("iterating a flow with an async part")
     loop = asyncio.new_event_loop()
     try:
         while True:

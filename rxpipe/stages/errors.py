@@ -53,13 +53,20 @@ class Result(Generic[T]):
 
 
 def check_errors(errors: object) -> None:
-    """Reject a bad ``errors=`` argument when the flow is built."""
-    if errors in ("raise", "result", "skip") or (callable(errors) and not isinstance(errors, str)):
+    """Reject a bad ``errors=`` argument when the flow is built.
+
+    Raises:
+        TypeError: ``errors`` is neither a str nor a callable (``errors=42``).
+        ValueError: ``errors`` is a str other than ``"raise"``, ``"result"`` or ``"skip"``.
+    """
+    expected = "'raise', 'result', 'skip' or a callable (exc, item) -> None"
+    if isinstance(errors, str):
+        if errors in ("raise", "result", "skip"):
+            return
+        raise ValueError(f"errors= must be {expected}, got {errors!r}")
+    if callable(errors):
         return
-    raise ValueError(
-        f"errors= must be 'raise', 'result', 'skip' or a callable (exc, item) -> None, "
-        f"got {errors!r}"
-    )
+    raise TypeError(f"errors= must be {expected}, got {type(errors).__name__} {errors!r}")
 
 
 def annotate(error: BaseException, stage_name: str) -> BaseException:

@@ -203,8 +203,7 @@ class QueueState(Generic[T]):
                         try:
                             # blocking here would block the loop, and a producer on it
                             ensure_no_running_loop(
-                                "waiting for a Flow.queue source's items in a sync terminal",
-                                "the _async terminal",
+                                "waiting for a Flow.queue source's items in a sync terminal"
                             )
                         except RuntimeError:
                             refused = True

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import MappingProxyType
 
 from rxpipe.stages._base import StageStats
@@ -18,6 +18,11 @@ class StageReport:
     ``filtered``: the stage chose not to emit (filter, skip, take_while). ``errored``: the
     user function raised, whatever the error surface. ``dropped``: overflow policies and
     rejected offers. ``lost``: items it held when the run was cancelled.
+
+    ``busy_seconds`` (time spent processing items) and ``duration_quantiles`` (``"p50"``,
+    ``"p99"`` of the per-item processing time, in seconds) are ``None`` until measured: the
+    telemetry that measures them is not built yet, so every run reports ``None``, never a
+    ``0.0`` that would look like a measurement.
     """
 
     name: str
@@ -27,7 +32,7 @@ class StageReport:
     errored: int = 0
     dropped: int = 0
     lost: int = 0
-    busy_seconds: float = 0.0
+    busy_seconds: float | None = None
     duration_quantiles: Mapping[str, float] | None = None
 
     @classmethod
@@ -41,20 +46,27 @@ class StageReport:
             errored=stats.errored,
             dropped=stats.dropped,
             lost=stats.lost,
-            busy_seconds=stats.busy_seconds,
         )
 
 
 @dataclass(frozen=True, slots=True)
 class Report:
-    """The outcome of one run: ``stages`` in pipeline order (the source first), and totals."""
+    """The outcome of one run: ``stages`` in pipeline order (the source first), and totals.
+
+    ``delivered`` counts the items that reached the terminal, ``engine`` names the engine
+    that ran, ``elapsed_seconds`` is the wall time from the start of the run to its end.
+
+    ``bottleneck`` (the stage that limited throughput) and ``suggested_buffers`` (a buffer
+    size per stage, from the spread of its item durations) are ``None`` until measured: the
+    telemetry they are computed from is not built yet, so every run reports ``None``.
+    """
 
     stages: Mapping[str, StageReport]
     delivered: int
     engine: str
     elapsed_seconds: float
     bottleneck: str | None = None
-    suggested_buffers: Mapping[str, int] = field(default_factory=dict)
+    suggested_buffers: Mapping[str, int] | None = None
 
     @property
     def lost(self) -> int:

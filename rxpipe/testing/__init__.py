@@ -5,6 +5,9 @@ Importable without pytest. Check a publisher in two lines::
     from rxpipe.testing import verify_publisher
     verify_publisher(lambda n: MyPublisher(range(n)))
 
+The checks are the Reactive Streams rules alone; ``rxpipe_extensions=True`` adds what rxpipe
+promises beyond them (see "The Reactive Streams rules" page of the documentation).
+
 The pytest fixtures (``engine``, ``no_leaks``) live in :mod:`rxpipe.testing.pytest_plugin`,
 which pytest loads by itself through the ``pytest11`` entry point.
 """

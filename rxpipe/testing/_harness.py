@@ -2,9 +2,13 @@
 
 A check is a plain function ``rule_X_Y_description(t)``. Its rule number comes from its
 name. It fails by raising ``AssertionError`` (attributed to its own rule), a
-:class:`~rxpipe.testing.RuleViolation` (attributed to the rule it names) or
-:class:`CheckSkipped`. Probes created through the context record violations on other threads;
-when a check saw violations, those are the failures reported (each under its own rule) and
+:class:`~rxpipe.testing.RuleViolation` (attributed to the rule it names), an
+:class:`ExtensionFailure` (one of rxpipe's own additions to its rule) or
+:class:`CheckSkipped`. A check registered with ``extension=True`` exists only for rxpipe's
+additions: every failure it reports is marked as an rxpipe extension.
+
+Probes created through the context record violations on other threads; when a check saw
+violations, those are the failures reported (each under its own rule) and
 the check's own assertion becomes a follow-on detail: the first cause explains the rest, and
 a publisher that breaks one rule fails under that rule's number only.
 """
@@ -36,6 +40,7 @@ __all__ = (
     "CheckContext",
     "CheckSkipped",
     "ConformanceError",
+    "ExtensionFailure",
     "Failure",
     "Timing",
     "Verification",
@@ -49,21 +54,39 @@ _log = logging.getLogger("rxpipe.testing")
 _RULE_NAME: Final = re.compile(r"^rule_(\d+)_(\d+)_\w+$")
 
 
+#: Where rxpipe's additions to the rules are described, for messages and skip reasons.
+EXTENSIONS_DOC: Final = "'The Reactive Streams rules' page of the rxpipe documentation"
+
+
 class CheckSkipped(Exception):
     """Raised by a check that cannot run with the given configuration; says why."""
+
+
+class ExtensionFailure(AssertionError):
+    """A failed requirement that rxpipe adds to a rule (run with ``rxpipe_extensions=True``).
+
+    Reported under the rule it extends, marked ``(rxpipe extension)``: a publisher can
+    break it and still obey the Reactive Streams rules.
+    """
 
 
 @final
 @dataclass(frozen=True, slots=True)
 class Failure:
-    """One failed rule: its number, the check that found it and what was seen."""
+    """One failed rule: its number, the check that found it and what was seen.
+
+    ``extension`` is true when what failed is one of rxpipe's own additions to the rule,
+    not the Reactive Streams rule itself; the line says so.
+    """
 
     rule: str
     check: str
     message: str
+    extension: bool = False
 
     def __str__(self) -> str:
-        return f"rule {self.rule}: {self.message} [{self.check}]"
+        marker = " (rxpipe extension)" if self.extension else ""
+        return f"rule {self.rule}{marker}: {self.message} [{self.check}]"
 
 
 @final
@@ -259,9 +282,14 @@ class CheckContext:
 @final
 @dataclass(frozen=True, slots=True)
 class Check(Generic[C]):
-    """A registered check: its function, its name and its rule number."""
+    """A registered check: its function, its name and its rule number.
+
+    ``extension``: the check tests only rxpipe's additions to its rule; it runs with
+    ``rxpipe_extensions=True`` and its failures are marked as rxpipe extensions.
+    """
 
     function: Callable[[C], None]
+    extension: bool = False
 
     @property
     def name(self) -> str:
@@ -320,16 +348,23 @@ def run_checks(
 def _run_one(check: Check[C], context: C) -> list[Failure] | str:
     """Run one check; return its failures (empty: passed) or the reason it was skipped."""
     own: Failure | None = None
+    extension = check.extension
     try:
+        if extension and not context.rxpipe_extensions:
+            raise CheckSkipped(
+                f"an rxpipe extension (see {EXTENSIONS_DOC}); pass rxpipe_extensions=True to run it"
+            )
         check.function(context)
     except CheckSkipped as exc:
         return str(exc)
     except RuleViolation as exc:
-        own = Failure(exc.rule, check.name, exc.detail)
+        own = Failure(exc.rule, check.name, exc.detail, extension)
+    except ExtensionFailure as exc:
+        own = Failure(check.rule, check.name, str(exc), True)
     except AssertionError as exc:
-        own = Failure(check.rule, check.name, str(exc))
+        own = Failure(check.rule, check.name, str(exc), extension)
     except Exception as exc:
-        own = Failure(check.rule, check.name, f"unexpected {exc!r}")
+        own = Failure(check.rule, check.name, f"unexpected {exc!r}", extension)
     finally:
         try:
             context.close()
@@ -342,13 +377,15 @@ def _run_one(check: Check[C], context: C) -> list[Failure] | str:
     for violation in violations:
         grouped.setdefault(violation.rule, []).append(violation)
     failures = [
-        Failure(rule, check.name, found[0].message + _more(len(found) - 1))
+        Failure(rule, check.name, found[0].message + _more(len(found) - 1), extension)
         for rule, found in grouped.items()
     ]
     if own is not None:
         first = failures[0]
         then = own.message if len(own.message) <= 200 else own.message[:197] + "..."
-        failures[0] = Failure(first.rule, first.check, f"{first.message}\n    (then: {then})")
+        failures[0] = Failure(
+            first.rule, first.check, f"{first.message}\n    (then: {then})", first.extension
+        )
     return failures
 
 

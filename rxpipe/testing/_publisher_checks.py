@@ -17,7 +17,15 @@ from typing import Any, Final, cast
 
 from rxpipe.spec import MAX_DEMAND, Publisher, Subscriber, Subscription
 from rxpipe.testing._common import RuleViolation, short
-from rxpipe.testing._harness import Check, CheckContext, CheckSkipped, Timing, run_guarded
+from rxpipe.testing._harness import (
+    EXTENSIONS_DOC,
+    Check,
+    CheckContext,
+    CheckSkipped,
+    ExtensionFailure,
+    Timing,
+    run_guarded,
+)
 from rxpipe.testing._subscriber_checks import DeliberateError
 from rxpipe.testing.probes import ProbeSubscriber
 
@@ -115,9 +123,14 @@ class PublisherContext(CheckContext):
         return probe
 
     def require_extensions(self) -> None:
-        """Skip rxpipe's own additions to the rules when they are turned off."""
+        """Skip rxpipe's own additions to the rules when they are turned off.
+
+        (Checks registered with ``Check(f, extension=True)`` are skipped before they run.)
+        """
         if not self.rxpipe_extensions:
-            raise CheckSkipped("an rxpipe extension (API.md section 1); rxpipe_extensions=False")
+            raise CheckSkipped(
+                f"an rxpipe extension (see {EXTENSIONS_DOC}); pass rxpipe_extensions=True to run it"
+            )
 
 
 # -- helpers -------------------------------------------------------------------------------
@@ -342,8 +355,10 @@ def rule_1_8_no_terminal_signal_after_cancel(t: PublisherContext) -> None:
 
 
 def rule_1_10_same_subscriber_twice_is_rejected(t: PublisherContext) -> None:
-    """rxpipe: subscribing the same subscriber again is answered with ``on_error``."""
-    t.require_extensions()
+    """rxpipe extension: subscribing the same subscriber again is answered with ``on_error``.
+
+    Rule 1.10 itself constrains callers (do not do it), not publishers.
+    """
     log = _SignalLog()
     publisher = t.publisher(1)
     try:
@@ -383,7 +398,8 @@ def rule_1_11_each_subscriber_gets_signals(t: PublisherContext) -> None:
 
 
 def rule_2_13_raising_on_next_cancels_and_is_logged(t: PublisherContext) -> None:
-    """A subscriber whose ``on_next`` raises is cancelled, and (rxpipe) the error is logged."""
+    """A subscriber whose ``on_next`` raises is cancelled; (rxpipe extension) the error is
+    logged on the ``"rxpipe"`` logger."""
     error = DeliberateError("raised on purpose by the conformance kit from on_next")
 
     def boom(probe: ProbeSubscriber[Any], item: object) -> None:
@@ -399,13 +415,14 @@ def rule_2_13_raising_on_next_cancels_and_is_logged(t: PublisherContext) -> None
                 f"after on_next raised, the subscription must count as cancelled, but got {later}"
             )
         if t.rxpipe_extensions and not t.wait_until(lambda: _logged(records, error)):
-            raise AssertionError(
+            raise ExtensionFailure(
                 "the exception raised by on_next was not logged at ERROR on the 'rxpipe' logger"
             )
 
 
 def rule_2_13_raising_on_subscribe_is_contained(t: PublisherContext) -> None:
-    """A subscriber whose ``on_subscribe`` raises: ``subscribe`` returns, nothing follows."""
+    """A subscriber whose ``on_subscribe`` raises: ``subscribe`` returns, nothing follows;
+    (rxpipe extension) the error is logged on the ``"rxpipe"`` logger."""
     error = DeliberateError("raised on purpose by the conformance kit from on_subscribe")
 
     def boom(probe: ProbeSubscriber[Any]) -> None:
@@ -424,7 +441,7 @@ def rule_2_13_raising_on_subscribe_is_contained(t: PublisherContext) -> None:
         probe.request(3)
         probe.expect_no_signal()
         if t.rxpipe_extensions and not t.wait_until(lambda: _logged(records, error)):
-            raise AssertionError(
+            raise ExtensionFailure(
                 "the exception raised by on_subscribe was not logged at ERROR on the "
                 "'rxpipe' logger"
             )
@@ -553,7 +570,7 @@ def _bad_requests(t: PublisherContext, values: tuple[object, ...]) -> None:
                 f"request({short(value)}) signalled on_error({error!r}); expected a ValueError"
             )
         if t.rxpipe_extensions and "3.9" not in str(error):
-            raise AssertionError(
+            raise ExtensionFailure(
                 f"request({short(value)}): the ValueError should name rule 3.9: {error!r}"
             )
         probes.append(probe)
@@ -573,8 +590,10 @@ def rule_3_9_request_negative_signals_value_error(t: PublisherContext) -> None:
 
 
 def rule_3_9_request_non_int_signals_value_error(t: PublisherContext) -> None:
-    """rxpipe: ``True``, ``1.5`` and ``"3"`` are not counts: ``on_error(ValueError)``."""
-    t.require_extensions()
+    """rxpipe extension: ``True``, ``1.5`` and ``"3"`` are not counts: ``on_error(ValueError)``.
+
+    The rules speak of a ``long n``; a plain Python publisher may well count ``True`` as 1.
+    """
     _bad_requests(t, (True, 1.5, "3"))
 
 
@@ -749,8 +768,13 @@ class _ChainSubscriber:
 
 # -- the entry points --------------------------------------------------------------------------
 
+#: The checks that test only rxpipe's additions to the rules (``rxpipe_extensions=True``).
+_EXTENSION_CHECKS: Final = frozenset(
+    {rule_1_10_same_subscriber_twice_is_rejected, rule_3_9_request_non_int_signals_value_error}
+)
+
 PUBLISHER_CHECKS: Final[tuple[Check[PublisherContext], ...]] = tuple(
-    Check(f)
+    Check(f, extension=f in _EXTENSION_CHECKS)
     for f in (
         rule_1_9_subscribe_none_raises_type_error,
         rule_1_9_on_subscribe_comes_first_and_once,

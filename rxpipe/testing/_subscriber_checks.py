@@ -66,8 +66,9 @@ class SubscriberContext(CheckContext):
         elements: int,
         *,
         timing: Timing,
+        rxpipe_extensions: bool = False,
     ) -> None:
-        super().__init__(timing, rxpipe_extensions=True)
+        super().__init__(timing, rxpipe_extensions=rxpipe_extensions)
         self._make_stage = make_stage
         self.make_element = make_element
         self.elements = elements

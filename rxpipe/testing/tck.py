@@ -6,6 +6,10 @@ check and raise one :class:`~rxpipe.testing.ConformanceError` (an ``AssertionErr
 every failed rule by number; ``run_*_checks`` return the :class:`~rxpipe.testing.Verification`
 instead, with the skipped checks and why.
 
+By default the checks are the Reactive Streams rules alone, so that a correct third-party
+publisher passes. ``rxpipe_extensions=True`` adds what rxpipe promises beyond them (see "The
+Reactive Streams rules" page of the rxpipe documentation); rxpipe's own tests turn it on.
+
 Each check is a module-level function ``rule_X_Y_description(t)``; the tuples
 :data:`PUBLISHER_CHECKS`, :data:`SUBSCRIBER_CHECKS` and :data:`PROCESSOR_CHECKS` list them.
 """
@@ -82,7 +86,7 @@ def run_publisher_checks(
     recursion_bound: int = 1,
     stochastic_runs: int = STOCHASTIC_RUNS,
     max_subscribers: int | None = None,
-    rxpipe_extensions: bool = True,
+    rxpipe_extensions: bool = False,
     only: Collection[str] | None = None,
 ) -> Verification:
     """Run the publisher checks and return the outcome; see :func:`verify_publisher`."""
@@ -121,7 +125,7 @@ def verify_publisher(
     recursion_bound: int = 1,
     stochastic_runs: int = STOCHASTIC_RUNS,
     max_subscribers: int | None = None,
-    rxpipe_extensions: bool = True,
+    rxpipe_extensions: bool = False,
     only: Collection[str] | None = None,
 ) -> None:
     """Check a publisher against every applicable rule; raise one error listing the failures.
@@ -140,16 +144,22 @@ def verify_publisher(
         stochastic_runs: runs of rule 1.3's serial-signal check.
         max_subscribers: how many concurrent subscribers the publisher supports (``None``:
             any); below 2, rule 1.11's check is skipped.
-        rxpipe_extensions: also check rxpipe's additions (API.md section 1): same subscriber
-            twice is rejected, subscriber errors are logged on ``"rxpipe"``, non-int requests
-            and the rule number in the 3.9 message. Third parties may turn them off.
+        rxpipe_extensions: also check what rxpipe adds to the rules (off by default, so
+            that the checks are the Reactive Streams rules alone): a second subscribe of the
+            same subscriber is answered with ``on_error`` (1.10), an exception a subscriber
+            raises is logged at ERROR on the ``"rxpipe"`` logger (2.13), ``request(True)``,
+            ``request(1.5)`` and ``request("3")`` signal ``on_error(ValueError)`` and the
+            rule 3.9 error names the rule (3.9). A failing addition is reported under the
+            rule it extends, marked ``(rxpipe extension)``. See "The Reactive Streams rules"
+            and "The conformance kit" pages of the rxpipe documentation.
         only: run only these checks (function names or rule numbers such as ``"3.9"``).
 
     Every timeout is multiplied by the ``RXPIPE_TCK_TIMEOUT_SCALE`` environment variable.
 
     Raises:
         ConformanceError: an ``AssertionError`` whose message has one ``rule X.Y: ...`` line
-            per failure; ``.rules`` is the set of failed rule numbers.
+            per failure (``rule X.Y (rxpipe extension): ...`` for an addition of rxpipe's);
+            ``.rules`` is the set of failed rule numbers.
     """
     run_publisher_checks(
         make_publisher,
@@ -180,6 +190,7 @@ def run_subscriber_checks(
     elements: int = 16,
     timeout: float | None = None,
     no_signal_window: float | None = None,
+    rxpipe_extensions: bool = False,
     only: Collection[str] | None = None,
 ) -> Verification:
     """Run the subscriber checks and return the outcome; see :func:`verify_subscriber`."""
@@ -197,7 +208,9 @@ def run_subscriber_checks(
         return Stage(subscriber, request, cancel, None)
 
     def context() -> SubscriberContext:
-        return SubscriberContext(stage, make_element, elements, timing=timing)
+        return SubscriberContext(
+            stage, make_element, elements, timing=timing, rxpipe_extensions=rxpipe_extensions
+        )
 
     return run_checks(f"verify_subscriber({_name(make_subscriber)})", checks, context)
 
@@ -211,6 +224,7 @@ def verify_subscriber(
     elements: int = 16,
     timeout: float | None = None,
     no_signal_window: float | None = None,
+    rxpipe_extensions: bool = False,
     only: Collection[str] | None = None,
 ) -> None:
     """Check a subscriber against the subscriber rules (2.x) that can be seen from outside.
@@ -227,6 +241,9 @@ def verify_subscriber(
         elements: how many elements rule 2.1 sends at most.
         timeout: seconds to wait for a request or cancel that must come (default 0.3).
         no_signal_window: seconds to wait for a request that may come (default 0.05).
+        rxpipe_extensions: also check what rxpipe adds to the rules, as for
+            :func:`verify_publisher` (no subscriber check is an addition today, so it
+            changes nothing yet).
         only: run only these checks (function names or rule numbers).
 
     Raises:
@@ -240,6 +257,7 @@ def verify_subscriber(
         elements=elements,
         timeout=timeout,
         no_signal_window=no_signal_window,
+        rxpipe_extensions=rxpipe_extensions,
         only=only,
     ).raise_for_failures()
 
@@ -259,7 +277,7 @@ def run_processor_checks(
     recursion_elements: int = RECURSION_ELEMENTS,
     stochastic_runs: int = STOCHASTIC_RUNS,
     max_subscribers: int | None = 1,
-    rxpipe_extensions: bool = True,
+    rxpipe_extensions: bool = False,
     only: Collection[str] | None = None,
 ) -> Verification:
     """Run the processor checks and return the outcome; see :func:`verify_processor`."""
@@ -316,7 +334,9 @@ def run_processor_checks(
         return Stage(processor, request, cancel, downstream)
 
     def context() -> SubscriberContext:
-        return SubscriberContext(stage, make_element, 16, timing=timing)
+        return SubscriberContext(
+            stage, make_element, 16, timing=timing, rxpipe_extensions=rxpipe_extensions
+        )
 
     subscriber_checks = [*SUBSCRIBER_CHECKS, *PROCESSOR_ONLY_CHECKS]
     subscriber_names = [c.name for c in subscriber_checks] + [c.rule for c in subscriber_checks]
@@ -345,7 +365,7 @@ def verify_processor(
     recursion_elements: int = RECURSION_ELEMENTS,
     stochastic_runs: int = STOCHASTIC_RUNS,
     max_subscribers: int | None = 1,
-    rxpipe_extensions: bool = True,
+    rxpipe_extensions: bool = False,
     only: Collection[str] | None = None,
 ) -> None:
     """Check a one-to-one processor as a publisher and as a subscriber (rule 4.1), plus 4.2.
@@ -356,7 +376,7 @@ def verify_processor(
     by a :class:`~rxpipe.testing.ProbePublisher` upstream, with a
     :class:`~rxpipe.testing.ProbeSubscriber` downstream standing in for its demand and its
     cancel. ``max_subscribers`` defaults to 1 (unicast); the other arguments are those of
-    :func:`verify_publisher`.
+    :func:`verify_publisher` (``rxpipe_extensions=False``: the Reactive Streams rules alone).
 
     Raises:
         ConformanceError: one ``rule X.Y: ...`` line per failure.

@@ -8,8 +8,13 @@ from typing import Any
 import pytest
 
 from rxpipe import Flow, PullEngine
+from rxpipe.stages.simple import Map
 
 base = Flow.range(3)
+
+
+async def _async_id(x: int) -> int:
+    return x
 
 
 @pytest.mark.parametrize(
@@ -26,6 +31,16 @@ base = Flow.range(3)
         (lambda: base.take_while(1), TypeError, "must be callable"),
         (lambda: base.scan(2, 0), TypeError, "must be callable"),
         (lambda: base.map(str, errors="ignore"), ValueError, "errors= must be"),
+        # a wrong type is a TypeError, an unknown name a ValueError (issue 9, item 13)
+        (lambda: base.map(str, errors=42), TypeError, "errors= must be .* got int 42"),
+        (lambda: base.filter(bool, errors=None), TypeError, "errors= must be"),
+        (lambda: base.flat_map(list, errors=b"skip"), TypeError, "got bytes"),
+        (lambda: base.take_while(bool, errors=["skip"]), TypeError, "got list"),
+        (lambda: base.scan(max, 0, errors=1.5), TypeError, "got float"),
+        (lambda: base.map_async(_async_id, errors=42), TypeError, "errors= must be"),
+        (lambda: base.map_async(_async_id, errors="ignore"), ValueError, "errors= must be"),
+        (lambda: base.via(Map(str), errors=42), TypeError, "errors= must be"),
+        (lambda: base.via(Map(str), errors="Skip"), ValueError, "got 'Skip'"),
         (lambda: base.map(str, name=""), TypeError, "name must be"),
         (lambda: base.map(str, name="range"), ValueError, "already in this flow"),
         (lambda: base.take(1).take(2, name="take"), ValueError, "already in this flow"),
@@ -56,3 +71,9 @@ def test_building_runs_nothing() -> None:
     calls = []
     Flow.range(3).map(calls.append)
     assert calls == []
+
+
+@pytest.mark.parametrize("errors", ["raise", "result", "skip", lambda exc, item: None, print])
+def test_every_documented_errors_argument_is_accepted(errors: Any) -> None:
+    base.map(str, errors=errors)
+    base.map_async(_async_id, errors=errors)

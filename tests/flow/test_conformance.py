@@ -62,6 +62,7 @@ def test_to_publisher_passes_the_kit(engine: Engine, shape: str) -> None:
         # runs with tasks or threads per subscriber: keep the costly checks smaller
         recursion_elements=100_000 if cheap else 2_000,
         stochastic_runs=100 if cheap else 10,
+        rxpipe_extensions=True,  # rxpipe's own publishers keep rxpipe's additions too
     )
 
 

@@ -70,7 +70,7 @@ PROCESSORS: dict[str, Callable[[], Any]] = {
 @pytest.mark.parametrize("shape", sorted(PROCESSORS))
 @pytest.mark.timeout(120)
 def test_processor_passes_the_kit(shape: str) -> None:
-    verify_processor(PROCESSORS[shape])
+    verify_processor(PROCESSORS[shape], rxpipe_extensions=True)
 
 
 def test_processor_between_two_flows() -> None:

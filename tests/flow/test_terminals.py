@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import threading
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 
-from rxpipe import Flow, Report
+from rxpipe import Flow, PushEngine, Report
 from rxpipe.engines.base import Engine
 
 flow = Flow.range(1, 6).map(lambda x: x * 2)  # 2 4 6 8 10
@@ -135,3 +136,83 @@ def test_run_leaves_no_thread_behind() -> None:
     Flow.from_async_iterable(agen(3)).to_list()
     Flow.range(100).chunk(7).run()
     assert set(threading.enumerate()) == before
+
+
+# -- inside a running loop: every refusal names the real twin (issue 9, item 10) -------------
+
+SYNC_TERMINALS: dict[str, Callable[[Flow[int], Engine], object]] = {
+    "to_list": lambda f, e: f.to_list(engine=e),
+    "first": lambda f, e: f.first(engine=e),
+    "count": lambda f, e: f.count(engine=e),
+    "fold": lambda f, e: f.fold(lambda a, x: a + x, 0, engine=e),
+    "foreach": lambda f, e: f.foreach(lambda x: None, engine=e),
+    "run": lambda f, e: f.run(engine=e),
+}
+
+
+def _refusal(call: Callable[[], object]) -> str:
+    """The message of the RuntimeError ``call`` raises inside a running loop."""
+
+    async def main() -> str:
+        with pytest.raises(RuntimeError) as caught:
+            call()
+        return str(caught.value)
+
+    message = asyncio.run(main())
+    assert "cannot run inside a running event loop" in message
+    assert "the _async terminal" not in message
+    assert "__iter__" not in message
+    return message
+
+
+@pytest.mark.parametrize("terminal", sorted(SYNC_TERMINALS))
+def test_refusal_names_the_terminals_own_twin(engine: Engine, terminal: str) -> None:
+    f = Flow.from_async_iterable(agen(3)).map(lambda x: x + 1)
+    message = _refusal(lambda: SYNC_TERMINALS[terminal](f, engine))
+    assert message == (
+        f"`flow.{terminal}()` cannot run inside a running event loop (it would block the "
+        f"loop); use `await flow.{terminal}_async()` instead"
+    )
+
+
+def test_for_loop_refusal_points_at_async_for() -> None:
+    f = Flow.from_async_iterable(agen(3))
+
+    def loop() -> None:
+        for _ in f:
+            pass
+
+    assert _refusal(loop).endswith("use `async for x in flow` instead")
+
+
+@pytest.mark.parametrize("terminal", sorted(SYNC_TERMINALS))
+def test_push_engines_refuse_a_sync_flow_alike(engine: Engine, terminal: str) -> None:
+    """The threads runtime used to block the loop where the asyncio runtime refused."""
+    f = Flow.range(5).map(lambda x: x * 2)
+    if not isinstance(engine, PushEngine):  # the pull engine runs it in the caller's thread
+        assert asyncio.run(_in_loop(lambda: SYNC_TERMINALS[terminal](f, engine))) is not None
+        return
+    message = _refusal(lambda: SYNC_TERMINALS[terminal](f, engine))
+    assert message.endswith(f"use `await flow.{terminal}_async()` instead")
+
+
+async def _in_loop(call: Callable[[], object]) -> object:
+    return call()
+
+
+def test_push_threads_refusal_starts_no_thread() -> None:
+    before = set(threading.enumerate())
+    _refusal(lambda: Flow.range(5).to_list(engine=PushEngine(runtime="threads")))
+    assert set(threading.enumerate()) == before
+
+
+def test_engine_level_refusals_read_well(engine: Engine) -> None:
+    """Below the terminals, code that cannot know the terminal still names a real twin."""
+    if isinstance(engine, PushEngine) and engine.runtime == "threads":
+        pytest.skip("a threads run needs no loop of its own: the terminals refuse (above)")
+    plan = Flow.from_async_iterable(agen(3)).plan
+    message = _refusal(lambda: engine.open(plan).collect())
+    assert message.endswith(
+        "use the terminal's async twin (`await flow.to_list_async()` for `flow.to_list()`, "
+        "`async for x in flow` for `for x in flow`) instead"
+    )

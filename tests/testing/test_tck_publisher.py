@@ -18,6 +18,8 @@ from rxpipe.testing import (
 )
 from rxpipe.testing.tck import PUBLISHER_CHECKS
 from tests.testing.flawed import FlawedPublisher, unblock
+from tests.testing.third_party import LOGGER as THIRD_PARTY_LOGGER
+from tests.testing.third_party import RangePublisher
 
 # Short timeouts: flawed publishers make checks wait for signals that never come. A chain of
 # 5,000 re-entrant requests still overflows a recursive publisher's stack (about 1,000 frames).
@@ -50,11 +52,11 @@ def flawed(**flaws: bool) -> tuple[Any, Any]:
 
 def failed_rules(error: ConformanceError) -> set[str]:
     """The rule numbers as listed in the message (what a reader sees)."""
-    return set(re.findall(r"^rule (\d+\.\d+): ", str(error), re.MULTILINE))
+    return set(re.findall(r"^rule (\d+\.\d+)(?: \(rxpipe extension\))?: ", str(error), re.M))
 
 
 def test_reference_publisher_passes_every_check() -> None:
-    result = run_publisher_checks(reference, make_failed=reference_failed)
+    result = run_publisher_checks(reference, make_failed=reference_failed, rxpipe_extensions=True)
     assert result.ok, result.summary()
     assert result.skipped == ()
     assert set(result.passed) == {c.name for c in PUBLISHER_CHECKS}
@@ -69,6 +71,12 @@ def test_flawless_flawed_publisher_passes() -> None:
     """The test double below is correct without flaws, so its failures come from the flaws."""
     make, make_failed = flawed()
     verify_publisher(make, make_failed=make_failed, **FAST)
+
+
+# rxpipe's additions to the rules, flawed: reported marked as rxpipe extensions
+EXTENSION_FLAWS = frozenset(
+    {"lenient_request", "silent_subscriber_errors", "accept_same_subscriber"}
+)
 
 
 @pytest.mark.parametrize(
@@ -97,9 +105,14 @@ def test_flawed_publisher_fails_exactly_its_rules(
     caplog.set_level(logging.CRITICAL, logger="rxpipe")  # the flaws make publishers log
     make, make_failed = flawed(**{flaw: True})
     with pytest.raises(ConformanceError) as caught:
-        verify_publisher(make, make_failed=make_failed, **FAST)
+        verify_publisher(make, make_failed=make_failed, rxpipe_extensions=True, **FAST)
     assert caught.value.rules == rules, str(caught.value)
     assert failed_rules(caught.value) == rules, str(caught.value)
+    marked = [f.extension for f in caught.value.failures]
+    if flaw in EXTENSION_FLAWS:
+        assert all(marked), str(caught.value)
+    else:  # the rule itself is broken (an extension check may notice it too, marked)
+        assert not all(marked), str(caught.value)
 
 
 @pytest.mark.timeout(30)
@@ -212,3 +225,75 @@ def test_bad_configuration_is_refused() -> None:
         run_publisher_checks(reference, max_elements=-1)
     with pytest.raises(ValueError, match=">= 0"):
         run_publisher_checks(reference, timeout=-1)
+
+
+# -- the defaults are the Reactive Streams rules alone (issue 9, item 9) ---------------------
+
+
+def third_party(n: int) -> Publisher[int]:
+    return RangePublisher(n)
+
+
+def third_party_failed() -> Publisher[int]:
+    return RangePublisher(0, fail=True)
+
+
+@pytest.mark.timeout(60)
+def test_a_correct_third_party_publisher_passes_in_two_lines() -> None:
+    """No rxpipe logging, a repeated subscriber served, request(True) counted as 1: all legal."""
+    verify_publisher(third_party)
+    verify_publisher(third_party, make_failed=third_party_failed)
+
+
+@pytest.mark.timeout(60)
+def test_the_extensions_are_skipped_by_default_and_say_where_they_are_described() -> None:
+    result = run_publisher_checks(third_party, make_failed=third_party_failed)
+    assert result.ok, result.summary()
+    skipped = dict(result.skipped)
+    assert (
+        set(skipped)
+        == {c.name for c in PUBLISHER_CHECKS if c.extension}
+        == {
+            "rule_1_10_same_subscriber_twice_is_rejected",
+            "rule_3_9_request_non_int_signals_value_error",
+        }
+    )
+    for reason in skipped.values():
+        assert "The Reactive Streams rules" in reason
+        assert "rxpipe_extensions=True" in reason
+        assert "API.md" not in reason
+
+
+@pytest.mark.timeout(60)
+def test_turned_on_the_extensions_fail_marked_as_such(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.CRITICAL, logger=THIRD_PARTY_LOGGER)
+    with pytest.raises(ConformanceError) as caught:
+        verify_publisher(third_party, make_failed=third_party_failed, rxpipe_extensions=True)
+    error = caught.value
+    assert error.rules == {"1.10", "2.13", "3.9"}, str(error)
+    assert all(f.extension for f in error.failures), str(error)
+    checks = {f.check for f in error.failures}
+    assert checks == {
+        "rule_1_10_same_subscriber_twice_is_rejected",
+        "rule_2_13_raising_on_next_cancels_and_is_logged",
+        "rule_2_13_raising_on_subscribe_is_contained",
+        "rule_3_9_request_zero_signals_value_error",  # the message does not name rule 3.9
+        "rule_3_9_request_negative_signals_value_error",
+        "rule_3_9_request_non_int_signals_value_error",  # request(True) counted as 1
+    }, str(error)
+    lines = str(error).splitlines()[1:]
+    failure_lines = [line for line in lines if line.startswith("rule ")]
+    assert len(failure_lines) == len(error.failures)
+    assert all(re.match(r"rule \d+\.\d+ \(rxpipe extension\): ", line) for line in failure_lines), (
+        str(error)
+    )
+    assert "request(True)" in str(error)
+    assert "'rxpipe' logger" in str(error)
+
+
+def test_a_rules_failure_is_not_marked_as_an_extension() -> None:
+    make, _ = flawed(ignore_demand=True)
+    with pytest.raises(ConformanceError) as caught:
+        verify_publisher(make, only=["1.1"], rxpipe_extensions=True, **FAST)
+    assert not any(f.extension for f in caught.value.failures)
+    assert "(rxpipe extension)" not in str(caught.value)

@@ -158,7 +158,7 @@ class _NoCancel:
 
 
 def test_reference_processor_passes_every_check() -> None:
-    result = run_processor_checks(IdentityProcessor)
+    result = run_processor_checks(IdentityProcessor, rxpipe_extensions=True)
     assert result.ok, result.summary()
     assert result.skipped == (("rule_1_11_each_subscriber_gets_signals", "max_subscribers=1"),)
     every = {c.name for c in PUBLISHER_CHECKS} | {c.name for c in SUBSCRIBER_CHECKS}
@@ -185,7 +185,9 @@ def test_flawed_processor_fails_exactly_its_rules(
 ) -> None:
     caplog.set_level(logging.CRITICAL, logger="rxpipe")
     with pytest.raises(ConformanceError) as caught:
-        verify_processor(lambda: Wrapped(flaw), recursion_elements=5_000, **FAST)
+        verify_processor(
+            lambda: Wrapped(flaw), recursion_elements=5_000, rxpipe_extensions=True, **FAST
+        )
     assert caught.value.rules == rules, str(caught.value)
 
 
@@ -231,3 +233,15 @@ def test_identity_processor_rejects_a_second_subscriber() -> None:
 def test_identity_processor_refuses_a_bad_buffer_size(size: Any) -> None:
     with pytest.raises(ValueError, match="buffer_size"):
         IdentityProcessor(buffer_size=size)
+
+
+def test_subscriber_and_processor_checks_take_rxpipe_extensions_and_default_to_the_rules() -> None:
+    """No subscriber check is an rxpipe addition today: the keyword is accepted either way."""
+    assert run_subscriber_checks(ListSubscriber, rxpipe_extensions=True).ok
+    assert not any(c.extension for c in (*SUBSCRIBER_CHECKS, *PROCESSOR_CHECKS))
+    result = run_processor_checks(IdentityProcessor, only=["1.10", "3.9"])
+    assert result.ok, result.summary()
+    assert {name for name, _ in result.skipped} == {
+        "rule_1_10_same_subscriber_twice_is_rejected",
+        "rule_3_9_request_non_int_signals_value_error",
+    }

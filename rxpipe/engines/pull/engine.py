@@ -463,7 +463,7 @@ class PullRun(Run[Any]):
                 async for item in items:
                     fn(item)
 
-        run_on_private_loop(drain(), "iterating a flow with an async part", "the _async terminal")
+        run_on_private_loop(drain(), "iterating a flow with an async part")
 
     def close(self) -> None:
         if self._report is not None:

@@ -135,6 +135,12 @@ class PushEngine(Engine):
         """
         return sum(self.channel_sizes(plan)) + len(plan.names()) + 1
 
+    def refuses_running_loop(self, plan: Plan) -> bool:
+        """Always: both runtimes wait for their tasks or threads, which would block the loop
+        (the asyncio runtime needs a loop of its own, the threads runtime would hold the
+        caller's loop until the run ends), so sync terminals refuse alike."""
+        return True
+
     def open(self, plan: Plan) -> PushRun:
         unknown = set(self._sizes) - {"*", *plan.names()}
         if unknown:
@@ -475,7 +481,7 @@ class PushRun(Run[Any]):
     def collect(self) -> list[Any]:
         if self._engine.runtime == "threads":
             return super().collect()
-        ensure_no_running_loop("a push/asyncio run from sync code", "the _async terminal")
+        ensure_no_running_loop("a push/asyncio run from sync code")
         loop = asyncio.new_event_loop()
         try:
             return loop.run_until_complete(self.collect_async())
@@ -498,7 +504,7 @@ class PushRun(Run[Any]):
                 async for item in items:
                     fn(item)
 
-        run_on_private_loop(drain(), "a push/asyncio run from sync code", "the _async terminal")
+        run_on_private_loop(drain(), "a push/asyncio run from sync code")
 
     def __aiter__(self) -> AsyncIterator[Any]:
         if self._engine.runtime == "threads":
