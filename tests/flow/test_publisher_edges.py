@@ -217,3 +217,60 @@ def test_request_zero_signals_value_error_naming_rule_3_9() -> None:
     Flow.range(3).subscribe(sub)
     assert isinstance(sub.error, ValueError)
     assert "3.9" in str(sub.error)
+
+
+class Recorder:
+    """Requests everything at once and records the signals; ``finished`` is set at the end."""
+
+    def __init__(self, request: int = 10**6) -> None:
+        self.signals: list[Any] = []
+        self.finished = threading.Event()
+        self.sub: Subscription | None = None
+        self._request = request
+
+    def on_subscribe(self, subscription: Subscription) -> None:
+        self.sub = subscription
+        subscription.request(self._request)
+
+    def on_next(self, item: Any) -> None:
+        self.signals.append(item)
+
+    def on_error(self, error: BaseException) -> None:
+        self.signals.append(error)
+        self.finished.set()
+
+    def on_complete(self) -> None:
+        self.signals.append("complete")
+        self.finished.set()
+
+    def wait(self) -> list[Any]:
+        assert self.finished.wait(10), f"no terminal signal; got {self.signals}"
+        return self.signals
+
+
+def three_then_fail() -> Any:
+    yield 1
+    yield 2
+    yield 3
+    raise ValueError("source failed")
+
+
+@pytest.mark.parametrize("stages", ["source-only", "map"])
+def test_items_before_a_source_failure_go_out_before_it(engine: Engine, stages: str) -> None:
+    """Issue 9 item 4: on push/asyncio the source's batch was dropped when the source raised."""
+    flow = Flow.from_iterable(three_then_fail())
+    if stages == "map":
+        flow = flow.map(lambda x: x * 10)
+    expected = [1, 2, 3] if stages == "source-only" else [10, 20, 30]
+    sub = Recorder()
+    flow.subscribe(sub, engine=engine)
+    *items, error = sub.wait()
+    assert items == expected
+    assert isinstance(error, ValueError)
+    seen: list[int] = []
+    again = Flow.from_iterable(three_then_fail())
+    with pytest.raises(ValueError, match="source failed"):
+        (again if stages == "source-only" else again.map(lambda x: x * 10)).foreach(
+            seen.append, engine=engine
+        )
+    assert seen == expected
