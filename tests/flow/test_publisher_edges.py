@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import weakref
 from typing import Any
 
 import pytest
@@ -274,3 +275,54 @@ def test_items_before_a_source_failure_go_out_before_it(engine: Engine, stages: 
             seen.append, engine=engine
         )
     assert seen == expected
+
+
+class WeaklyHeld:
+    """A third-party-style publisher that keeps its subscriber only through a weak reference."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def subscribe(self, subscriber: Any) -> None:
+        ref = weakref.ref(subscriber)  # TypeError for a subscriber without __weakref__
+
+        def forward(signal: str, *args: Any) -> None:
+            target = ref()
+            if target is not None:
+                getattr(target, signal)(*args)
+
+        class Forward:
+            def on_subscribe(self, s: Subscription) -> None:
+                forward("on_subscribe", s)
+
+            def on_next(self, x: Any) -> None:
+                forward("on_next", x)
+
+            def on_error(self, e: BaseException) -> None:
+                forward("on_error", e)
+
+            def on_complete(self) -> None:
+                forward("on_complete")
+
+        self.inner.subscribe(Forward())
+
+
+class HoldsItsSubscriptionWeakly(Recorder):
+    def on_subscribe(self, subscription: Subscription) -> None:
+        self.weak = weakref.ref(subscription)  # TypeError without __weakref__
+        super().on_subscribe(subscription)
+
+
+@pytest.mark.parametrize("waits", [False, True], ids=["sync-flow", "waiting-flow"])
+def test_what_rxpipe_hands_to_foreign_code_is_weak_referenceable(
+    engine: Engine, waits: bool
+) -> None:
+    """Issue 9 item 6: from_publisher's subscriber had __slots__ without __weakref__."""
+    inner = Flow.range(10).to_publisher()
+    out = Flow.from_publisher(WeaklyHeld(inner), prefetch=4).map(lambda x: x * 2)
+    assert out.to_list(engine=engine) == [x * 2 for x in range(10)]
+    # and the subscriptions to_publisher hands out (inline and pumped runs alike)
+    flow = Flow.from_publisher(Flow.range(3).to_publisher()) if waits else Flow.range(3)
+    sub = HoldsItsSubscriptionWeakly()
+    flow.to_publisher(engine=engine).subscribe(sub)
+    assert sub.wait() == [0, 1, 2, "complete"]

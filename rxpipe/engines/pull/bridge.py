@@ -28,6 +28,7 @@ class PublisherBridge:
     """Subscribes to a publisher and hands its items to one consumer, in order."""
 
     __slots__ = (
+        "__weakref__",
         "_buffer",
         "_cond",
         "_done",

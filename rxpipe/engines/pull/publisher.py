@@ -37,7 +37,7 @@ T = TypeVar("T")
 class FlowPublisher(Generic[T]):
     """A cold publisher over a flow: each subscriber gets its own run."""
 
-    __slots__ = ("_engine", "_lock", "_plan", "_seen")
+    __slots__ = ("__weakref__", "_engine", "_lock", "_plan", "_seen")
 
     def __init__(self, plan: Plan, engine: Engine) -> None:
         self._plan = plan
