@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import weakref
 from typing import Any
 
@@ -16,13 +17,21 @@ from .conftest import assert_pulled
 
 
 class OneByOne:
-    """Requests one item at a time, from inside on_next (rule 3.3's worst case)."""
+    """Requests one item at a time, from inside on_next (rule 3.3's worst case).
+
+    Signals may come from another thread (runs that wait, push-engine runs): ``wait()`` for
+    the terminal one.
+    """
 
     def __init__(self) -> None:
         self.items: list[Any] = []
         self.done = False
         self.error: BaseException | None = None
         self.sub: Subscription | None = None
+        self.finished = threading.Event()
+
+    def wait(self) -> None:
+        assert self.finished.wait(30), f"no terminal signal after {len(self.items)} items"
 
     def on_subscribe(self, subscription: Subscription) -> None:
         self.sub = subscription
@@ -35,15 +44,18 @@ class OneByOne:
 
     def on_error(self, error: BaseException) -> None:
         self.error = error
+        self.finished.set()
 
     def on_complete(self) -> None:
         self.done = True
+        self.finished.set()
 
 
 def test_million_items_requested_one_by_one_from_on_next(engine: Engine) -> None:
     n = 10**6 if "fuse=True" in repr(engine) else 20_000
     sub = OneByOne()
     Flow.range(n).map(lambda x: x).subscribe(sub, engine=engine)
+    sub.wait()
     assert sub.done
     assert len(sub.items) == n
     assert sub.items[-1] == n - 1
@@ -52,10 +64,12 @@ def test_million_items_requested_one_by_one_from_on_next(engine: Engine) -> None
 def test_publisher_of_none_elements_and_empty_flow(engine: Engine) -> None:
     sub = OneByOne()
     Flow.of(None, None).subscribe(sub, engine=engine)
+    sub.wait()
     assert sub.items == [None, None]
     assert sub.done
     empty = OneByOne()
     Flow.of().map(str).subscribe(empty, engine=engine)
+    empty.wait()
     assert empty.items == []
     assert empty.done
 
@@ -63,6 +77,7 @@ def test_publisher_of_none_elements_and_empty_flow(engine: Engine) -> None:
 def test_publisher_of_failing_flow_signals_on_error(engine: Engine) -> None:
     sub = OneByOne()
     Flow.range(5).map(lambda x: 1 // (x - 2)).subscribe(sub, engine=engine)
+    sub.wait()
     assert sub.items == [-1, -1]
     assert isinstance(sub.error, ZeroDivisionError)
     assert not sub.done
@@ -86,11 +101,19 @@ def test_subscriber_raising_in_on_next_cancels_and_is_logged(
 
     sub = Raiser()
     flow = Flow.from_iterable(src())
+
+    def logged() -> bool:
+        return any("subscriber bug" in (r.exc_text or "") for r in caplog.records)
+
     with caplog.at_level(logging.ERROR, logger="rxpipe"):
         flow.subscribe(sub, engine=engine)
+        deadline = time.monotonic() + 10
+        while not logged() and time.monotonic() < deadline:
+            time.sleep(0.01)  # a pump thread may deliver (push runs, runs that wait)
+    assert logged()
     assert sub.items == [0, 1]
+    assert not sub.finished.is_set()
     assert_pulled(engine, flow, len(pulled), 3)
-    assert any("subscriber bug" in (r.exc_text or "") for r in caplog.records)
 
 
 class Greedy:
@@ -326,3 +349,17 @@ def test_what_rxpipe_hands_to_foreign_code_is_weak_referenceable(
     sub = HoldsItsSubscriptionWeakly()
     flow.to_publisher(engine=engine).subscribe(sub)
     assert sub.wait() == [0, 1, 2, "complete"]
+
+
+def test_a_publisher_subscribed_inside_a_running_event_loop_delivers(engine: Engine) -> None:
+    """Issue 9 item 5's mechanism: a push run was iterated on a private loop nested in the
+    requesting thread's running loop (RuntimeError); it is served by a pump instead."""
+    import asyncio
+
+    async def main() -> list[Any]:
+        sub = Recorder()
+        Flow.range(5).map(lambda x: x + 1).subscribe(sub, engine=engine)
+        await asyncio.to_thread(sub.finished.wait, 10)
+        return sub.signals
+
+    assert asyncio.run(main()) == [1, 2, 3, 4, 5, "complete"]

@@ -1,9 +1,11 @@
 """The pull engine's publisher edge: a flow as a cold, spec-compliant ``Publisher``.
 
-Each ``subscribe`` opens a fresh run. Items are produced on the thread that calls
-``request`` (rule 3.10 allows it), inside a :class:`~rxpipe.spec.DrainLoop`, so signals stay
-serial across threads (rule 1.3) and ``request`` from inside ``on_next`` never recurses
-(rule 3.3).
+Each ``subscribe`` opens a fresh run. A run the engine can iterate in any thread
+(:meth:`~rxpipe.engines.base.Engine.runs_inline`: a synchronous pull run) is produced on the
+thread that calls ``request`` (rule 3.10 allows it); any other run (a push run, a run that
+waits) is pulled by a pump on an event loop in a thread of its own. Either way signals go out
+through a :class:`~rxpipe.spec.DrainLoop`, so they stay serial across threads (rule 1.3) and
+``request`` from inside ``on_next`` never recurses (rule 3.3).
 """
 
 from __future__ import annotations
@@ -74,10 +76,13 @@ class FlowPublisher(Generic[T]):
             signal_safely(subscriber, "on_subscribe", InertSubscription())
             signal_safely(subscriber, "on_error", exc)
             return
-        source = self._plan.source
-        waits = self._plan.is_async or source.prefers_async
+        # Only a run the engine can iterate in any thread, one running an event loop
+        # included, is produced inside request(); others get a pump (a push run needs a loop
+        # or threads of its own; a waiting run would block the caller).
         sub: Subscription = (
-            _PumpedSubscription(subscriber, run) if waits else _FlowSubscription(subscriber, run)
+            _FlowSubscription(subscriber, run)
+            if self._engine.runs_inline(self._plan)
+            else _PumpedSubscription(subscriber, run)
         )
         if not signal_safely(subscriber, "on_subscribe", sub):
             sub.cancel()
@@ -206,13 +211,16 @@ _COMPLETE: Any = object()
 
 @final
 class _PumpedSubscription(Subscription, Generic[T]):
-    """A subscription over a run that waits (async stages, ``Flow.queue``, publishers).
+    """A subscription over a run that cannot be pulled inline: one that waits (async stages,
+    ``Flow.queue``, publishers), or one of the push engine (its tasks need an event loop of
+    their own, which cannot nest in a requester's running loop; its threads would block the
+    requester).
 
     Such a run cannot be pulled inside ``request`` without blocking the caller, perhaps for
-    ever (rules 1.9, 3.4, 3.5). So a pump task, on an event loop in a thread of its own, pulls
-    one item at a time while there is unmet demand, and the drain loop hands over what it
-    fetched: ``request`` and ``cancel`` return at once, and ``cancel`` interrupts the pump's
-    wait. The thread ends with the run.
+    ever (rules 1.9, 3.4, 3.5), or at all inside a running event loop. So a pump task, on an
+    event loop in a thread of its own, pulls one item at a time while there is unmet demand,
+    and the drain loop hands over what it fetched: ``request`` and ``cancel`` return at once,
+    and ``cancel`` interrupts the pump's wait. The thread ends with the run.
     """
 
     __slots__ = (
