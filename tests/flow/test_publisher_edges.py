@@ -363,3 +363,34 @@ def test_a_publisher_subscribed_inside_a_running_event_loop_delivers(engine: Eng
         return sub.signals
 
     assert asyncio.run(main()) == [1, 2, 3, 4, 5, "complete"]
+
+
+@pytest.mark.parametrize("source", ["from_publisher", "iterable"])
+def test_rejecting_a_second_subscribe_ends_the_first_run(engine: Engine, source: str) -> None:
+    """Issue 9 item 7: the rejection's on_error is the subscriber's terminal signal, so its
+    first run must end too (it left an rxpipe-publisher thread behind; no_leaks checks)."""
+    closed = threading.Event()
+
+    def numbers() -> Any:
+        try:
+            yield from range(1000)
+        finally:
+            closed.set()
+
+    flow = Flow.from_iterable(numbers())
+    if source == "from_publisher":
+        flow = Flow.from_publisher(flow.to_publisher(), prefetch=4)
+    publisher = flow.to_publisher(engine=engine)
+    sub = Recorder(request=1)
+    publisher.subscribe(sub)
+    deadline = time.monotonic() + 10
+    while not sub.signals and time.monotonic() < deadline:
+        time.sleep(0.005)
+    publisher.subscribe(sub)  # the same instance again, while its first run is live
+    first, error = sub.wait()
+    assert first == 0
+    assert isinstance(error, ValueError)
+    assert "2.12" in str(error)
+    assert closed.wait(5), "the first run was not closed"
+    time.sleep(0.05)
+    assert len(sub.signals) == 2  # nothing after the terminal signal (rule 1.7)

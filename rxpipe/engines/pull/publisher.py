@@ -47,7 +47,7 @@ class FlowPublisher(Generic[T]):
         self._lock = threading.Lock()
         # Subscribers seen, weakly: a second subscribe of the same instance is refused
         # (rule 2.12), without keeping any subscriber alive (rule 3.13).
-        self._seen: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._seen: weakref.WeakKeyDictionary[Any, _Seen] = weakref.WeakKeyDictionary()
 
     def __repr__(self) -> str:
         return f"<FlowPublisher {self._plan.source_name} on {self._engine.name}>"
@@ -55,20 +55,18 @@ class FlowPublisher(Generic[T]):
     def subscribe(self, subscriber: Subscriber[T]) -> None:
         if subscriber is None:
             raise TypeError("rule 1.9: subscribe(None): the subscriber must not be None")
+        seen = _Seen()
         with self._lock:
             try:
-                again = subscriber in self._seen
-                if not again:
-                    self._seen.add(subscriber)
+                earlier = self._seen.get(subscriber)
+                if earlier is None:
+                    self._seen[subscriber] = seen
+                else:
+                    earlier.rejected = True
             except TypeError:  # not weak-referenceable or not hashable: cannot track it
-                again = False
-        if again:
-            signal_safely(subscriber, "on_subscribe", InertSubscription())
-            signal_safely(
-                subscriber,
-                "on_error",
-                ValueError("rule 2.12: this subscriber is already subscribed to this publisher"),
-            )
+                earlier = None
+        if earlier is not None:
+            self._reject_again(subscriber, earlier)
             return
         try:
             run = self._engine.open(self._plan)
@@ -84,10 +82,47 @@ class FlowPublisher(Generic[T]):
             if self._engine.runs_inline(self._plan)
             else _PumpedSubscription(subscriber, run)
         )
+        with self._lock:
+            seen.subscription = weakref.ref(sub)
+            rejected = seen.rejected
+        if rejected:  # subscribed again meanwhile, from another thread: it was told no
+            sub.cancel()
+            return
         if not signal_safely(subscriber, "on_subscribe", sub):
             sub.cancel()
         elif isinstance(sub, _PumpedSubscription):
             sub.activate()  # on_next may come from the pump's thread: only after on_subscribe
+
+    @staticmethod
+    def _reject_again(subscriber: Subscriber[T], earlier: _Seen) -> None:
+        """Answer a second subscribe of ``subscriber`` with ``on_subscribe`` then ``on_error``.
+
+        That ``on_error`` is the subscriber's terminal signal (rule 1.7: nothing may follow
+        it), so its first subscription, if still live, is cancelled first: its run ends and
+        its pump thread with it, even though the subscriber will never cancel it itself.
+        """
+        ref = earlier.subscription
+        live = ref() if ref is not None else None
+        if live is not None:
+            live.cancel()
+        signal_safely(subscriber, "on_subscribe", InertSubscription())
+        signal_safely(
+            subscriber,
+            "on_error",
+            ValueError("rule 2.12: this subscriber is already subscribed to this publisher"),
+        )
+
+
+@final
+class _Seen:
+    """What a publisher remembers of a subscriber: its subscription (weakly: never keep a
+    run alive for the bookkeeping) and whether it was subscribed again."""
+
+    __slots__ = ("rejected", "subscription")
+
+    def __init__(self) -> None:
+        self.rejected = False
+        self.subscription: weakref.ref[Subscription] | None = None
 
 
 @final
