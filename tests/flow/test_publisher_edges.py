@@ -394,3 +394,39 @@ def test_rejecting_a_second_subscribe_ends_the_first_run(engine: Engine, source:
     assert closed.wait(5), "the first run was not closed"
     time.sleep(0.05)
     assert len(sub.signals) == 2  # nothing after the terminal signal (rule 1.7)
+
+
+@pytest.mark.parametrize("kind", ["of", "subject", "connectable", "subclass"])
+def test_from_publisher_refuses_an_rxpy_observable_when_the_flow_is_built(kind: str) -> None:
+    """Issue 9 item 8: it was accepted, then failed at run time with AttributeError
+    ('PublisherBridge' object has no attribute 'on_completed')."""
+    reactivex = pytest.importorskip("reactivex")
+    from reactivex import operators as ops
+    from reactivex.subject import Subject
+
+    class Mine(reactivex.Observable[int]):
+        pass
+
+    observable = {
+        "of": lambda: reactivex.of(1, 2, 3),
+        "subject": Subject,
+        "connectable": lambda: reactivex.of(1).pipe(ops.publish()),
+        "subclass": Mine,
+    }[kind]()
+    with pytest.raises(TypeError, match="RxPY") as caught:
+        Flow.from_publisher(observable)
+    assert "Flow.from_observable(observable, buffer=..., overflow=...)" in str(caught.value)
+
+
+def test_rxpy_observables_are_recognised_by_their_classes_without_importing_rxpy() -> None:
+    """RxPY 3's ``rx`` package too; a publisher whose module merely looks alike is accepted."""
+
+    def make(module: str, name: str) -> Any:
+        cls = type(name, (), {"subscribe": lambda self, *args, **kwargs: None})
+        cls.__module__ = module
+        return cls()
+
+    with pytest.raises(TypeError, match="from_observable"):
+        Flow.from_publisher(make("rx.core.observable.observable", "Observable"))
+    for module, name in [("rxish", "Observable"), ("reactivex_tools", "Publisher")]:
+        Flow.from_publisher(make(module, name))  # a publisher, as far as rxpipe can tell
