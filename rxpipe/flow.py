@@ -190,7 +190,8 @@ class Flow(Generic[T_co]):
         buffered without bound.
 
         Raises:
-            TypeError: ``publisher`` has no ``subscribe``.
+            TypeError: ``publisher`` has no ``subscribe``, or is an RxPY ``Observable`` (it
+                has no demand: use ``Flow.from_observable``).
             ValueError: ``prefetch`` < 1.
         """
         check_count(prefetch, "from_publisher(prefetch=)", minimum=1)

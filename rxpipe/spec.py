@@ -144,7 +144,7 @@ def signal_safely(subscriber: Any, method: str, *args: Any) -> bool:
 class InertSubscription:
     """A subscription that does nothing: handed to a subscriber that is refused (rule 1.9)."""
 
-    __slots__ = ()
+    __slots__ = ("__weakref__",)
 
     def request(self, n: int) -> None:
         """Ignored."""

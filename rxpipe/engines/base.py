@@ -95,6 +95,18 @@ class Engine(ABC):
     def open(self, plan: Plan) -> Run[Any]:
         """Prepare a run; nothing happens until it is iterated."""
 
+    def runs_inline(self, plan: Plan) -> bool:
+        """Whether a run of ``plan`` can be iterated synchronously by whichever thread asks.
+
+        True only for runs that need no event loop of their own and never wait for another
+        thread or task: the asking thread may itself be running an event loop (a flow that
+        reads this one through ``from_publisher``), which such a run must neither nest a loop
+        in nor block. ``to_publisher`` produces these runs inside ``request``; it serves every
+        other run from a pump on an event loop in a thread of its own. The default, ``False``,
+        is always safe.
+        """
+        return False
+
     def refuses_running_loop(self, plan: Plan) -> bool:
         """Whether a sync terminal (``to_list()``, ``for x in flow``, ...) of ``plan`` must
         refuse to run inside a running event loop, pointing at its ``_async`` twin.

@@ -10,7 +10,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar, Generic, TypeVar
+from typing import TYPE_CHECKING, ClassVar, Final, Generic, TypeVar
 
 if TYPE_CHECKING:
     from rxpipe.spec import Publisher
@@ -56,6 +56,26 @@ class Source(ABC, Generic[T]):
 
         Engines call it once per run, after the source's iterator was closed.
         """
+
+
+#: Top-level packages of RxPY: ``reactivex`` (4.x) and ``rx`` (3.x).
+_RX_PACKAGES: Final = frozenset({"reactivex", "rx"})
+#: The names of RxPY's observable classes; every observable (subjects, connectable ones, a
+#: user's subclass) has one of them in its MRO.
+_RX_OBSERVABLES: Final = frozenset({"Observable", "ObservableBase"})
+
+
+def rx_observable_kind(obj: object) -> str | None:
+    """``"reactivex.Observable"`` (or ``"rx.Observable"``) when ``obj`` is an RxPY observable.
+
+    Read from the classes in its MRO, so RxPY is never imported here: an object can only be an
+    RxPY observable if RxPY was imported already.
+    """
+    for cls in type(obj).__mro__:
+        package = getattr(cls, "__module__", "").partition(".")[0]
+        if package in _RX_PACKAGES and cls.__name__ in _RX_OBSERVABLES:
+            return f"{package}.Observable ({type(obj).__name__})"
+    return None
 
 
 async def _aiter_sync(it: Iterator[T]) -> AsyncIterator[T]:
@@ -118,6 +138,15 @@ class PublisherSource(Source[T]):
     prefers_async: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
+        kind = rx_observable_kind(self.publisher)
+        if kind is not None:
+            raise TypeError(
+                f"from_publisher() needs a Reactive Streams Publisher, got an RxPY {kind}, "
+                "which pushes items without demand (its subscribe takes an observer, not a "
+                "Subscriber); read it with Flow.from_observable(observable, buffer=..., "
+                "overflow=...), the RxPY bridge: a bounded buffer and an explicit Overflow "
+                "policy"
+            )
         if not callable(getattr(self.publisher, "subscribe", None)):
             raise TypeError(
                 f"from_publisher() needs a Publisher, got {type(self.publisher).__name__}"

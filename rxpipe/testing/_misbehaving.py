@@ -28,7 +28,14 @@ class MisbehavingPublisher(Generic[T]):
       Exceptions raised by the subscriber on those threads are re-raised from ``request``.
     """
 
-    __slots__ = ("_ignore_demand", "_items", "_signal_after_cancel", "_signal_twice", "_threads")
+    __slots__ = (
+        "__weakref__",
+        "_ignore_demand",
+        "_items",
+        "_signal_after_cancel",
+        "_signal_twice",
+        "_threads",
+    )
 
     def __init__(
         self,
@@ -57,6 +64,7 @@ class MisbehavingPublisher(Generic[T]):
 @final
 class _MisbehavingSubscription(Generic[T]):
     __slots__ = (
+        "__weakref__",
         "_cancelled",
         "_demand",
         "_done",

@@ -469,6 +469,7 @@ class ProbeSubscription:
     """
 
     __slots__ = (
+        "__weakref__",
         "_cancels",
         "_cond",
         "_local",
@@ -598,7 +599,7 @@ class ProbePublisher(Generic[T]):
     to the test, which is usually what a subscriber test wants to see.
     """
 
-    __slots__ = ("_lock", "_subscriber", "_subscriptions")
+    __slots__ = ("__weakref__", "_lock", "_subscriber", "_subscriptions")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()

@@ -43,7 +43,7 @@ def _already_subscribed(subscriber: object) -> ValueError:
 class _Rejected:
     """The subscription handed to a rejected subscriber: it ignores everything."""
 
-    __slots__ = ()
+    __slots__ = ("__weakref__",)
 
     def request(self, n: int) -> None:
         """Nothing will be delivered on a rejected subscription."""
@@ -79,7 +79,7 @@ class IterablePublisher(Generic[T]):
         IterablePublisher(lambda: range(3))
     """
 
-    __slots__ = ("_active", "_factory", "_lock")
+    __slots__ = ("__weakref__", "_active", "_factory", "_lock")
 
     def __init__(self, factory: Callable[[], Iterable[T]]) -> None:
         if not callable(factory):
@@ -117,6 +117,7 @@ class IterablePublisher(Generic[T]):
 @final
 class _IterableSubscription(Generic[T]):
     __slots__ = (
+        "__weakref__",
         "_announced",
         "_cancelled",
         "_demand",
@@ -454,7 +455,7 @@ class IdentityProcessor(Generic[T]):
 class _Downstream(Generic[T]):
     """The subscription the identity processor hands its downstream subscriber."""
 
-    __slots__ = ("_processor",)
+    __slots__ = ("__weakref__", "_processor")
 
     def __init__(self, processor: IdentityProcessor[T]) -> None:
         self._processor = processor

@@ -11,6 +11,7 @@ import pytest
 from rxpipe import Flow, Publisher
 from rxpipe.engines.base import Engine
 from rxpipe.testing import verify_publisher
+from rxpipe.testing.pytest_plugin import make_engine
 
 
 class ARange:
@@ -63,6 +64,45 @@ def test_to_publisher_passes_the_kit(engine: Engine, shape: str) -> None:
         recursion_elements=100_000 if cheap else 2_000,
         stochastic_runs=100 if cheap else 10,
         rxpipe_extensions=True,  # rxpipe's own publishers keep rxpipe's additions too
+    )
+
+
+def republished(flow: Flow[Any], inner: str) -> Flow[Any]:
+    """``flow`` run on the engine named ``inner``, read back through a publisher edge."""
+    return Flow.from_publisher(flow.to_publisher(engine=make_engine(inner)), prefetch=8)
+
+
+# from_publisher(to_publisher(x)) for inner flows on each engine (the pull case is FLOWS'
+# "from_publisher"), with sync and async stages in the inner flow, the outer one, or a flow
+# that is both; the test runs each with the outer flow on every engine.
+COMPOSITIONS: dict[str, Callable[[int], Flow[Any]]] = {
+    "push-asyncio": lambda n: republished(Flow.range(n), "push-asyncio"),
+    "push-threads": lambda n: republished(Flow.range(n), "push-threads"),
+    "filter-push-asyncio-filter": lambda n: republished(
+        Flow.range(4 * n).filter(lambda x: x % 2 == 0), "push-asyncio"
+    ).filter(lambda x: x % 4 == 0),
+    "map_async-push-threads-map": lambda n: republished(
+        Flow.range(n).map_async(slow_identity, concurrency=2), "push-threads"
+    ).map(lambda x: -x),
+    "push-asyncio-map_async": lambda n: republished(Flow.range(n), "push-asyncio").map_async(
+        slow_identity, concurrency=3
+    ),
+    "two-hops": lambda n: republished(
+        republished(Flow.range(n), "push-asyncio").map_async(slow_identity), "push-threads"
+    ),
+}
+
+
+@pytest.mark.parametrize("shape", sorted(COMPOSITIONS))
+@pytest.mark.timeout(120)
+def test_compositions_of_publishers_pass_the_kit(engine: Engine, shape: str) -> None:
+    """Issue 9 item 5: a push-engine publisher read by from_publisher inside a running loop."""
+    build = COMPOSITIONS[shape]
+    verify_publisher(
+        lambda n: build(n).to_publisher(engine=engine),
+        recursion_elements=2_000,
+        stochastic_runs=10,
+        rxpipe_extensions=True,
     )
 
 

@@ -180,3 +180,45 @@ def test_list_subscriber_waits_raises_and_validates() -> None:
         subscriber.wait(1)
     with pytest.raises(ValueError, match="batch"):
         ListSubscriber(batch=0)
+
+
+def test_every_subscription_rxpipe_hands_out_is_weak_referenceable() -> None:
+    """Issue 9 item 6: foreign code may hold rxpipe's subscribers and subscriptions weakly."""
+    from rxpipe import stage
+    from rxpipe.spec import InertSubscription
+    from rxpipe.testing import IdentityProcessor, MisbehavingPublisher
+
+    refs: list[weakref.ref[Any]] = []
+
+    class Grab:
+        def on_subscribe(self, s: Any) -> None:
+            refs.append(weakref.ref(s))
+            s.cancel()
+
+        def on_next(self, item: Any) -> None:
+            pass
+
+        def on_error(self, error: BaseException) -> None:
+            pass
+
+        def on_complete(self) -> None:
+            pass
+
+    twice = Grab()
+    publisher = IterablePublisher(lambda: range(3))
+    publishers: list[Any] = [
+        publisher,
+        MisbehavingPublisher([1]),
+        ProbePublisher(),
+        IdentityProcessor(),
+        stage().map(str).to_processor(),
+    ]
+    for p in publishers:
+        refs.append(weakref.ref(p))
+        p.subscribe(Grab())
+    publisher.subscribe(twice)
+    publisher.subscribe(twice)  # rejected: the subscription it gets is weak-referenceable too
+    refs.append(weakref.ref(InertSubscription()))
+    refs.append(weakref.ref(ProbeSubscriber()))
+    refs.append(weakref.ref(ListSubscriber()))
+    assert len(refs) == 2 * len(publishers) + 5

@@ -28,6 +28,7 @@ class PublisherBridge:
     """Subscribes to a publisher and hands its items to one consumer, in order."""
 
     __slots__ = (
+        "__weakref__",
         "_buffer",
         "_cond",
         "_done",
@@ -158,10 +159,7 @@ class PublisherBridge:
                 with self._cond:
                     item = self._take()
                     if item is _NOT_YET:
-                        ensure_no_running_loop(
-                            "waiting for a publisher's items in a sync terminal",
-                            "the _async terminal",
-                        )
+                        ensure_no_running_loop("waiting for a publisher's items in a sync terminal")
                         while item is _NOT_YET:
                             self._cond.wait()
                             item = self._take()

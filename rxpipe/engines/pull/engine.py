@@ -67,6 +67,11 @@ class PullEngine(Engine):
     def open(self, plan: Plan) -> PullRun:
         return PullRun(self, plan)
 
+    def runs_inline(self, plan: Plan) -> bool:
+        # A synchronous plan over a source that never waits runs in the caller's thread,
+        # without an event loop: the fused loop or the generic interpreter, nothing else.
+        return not (plan.is_async or plan.source.prefers_async)
+
 
 class _GenericSegment:
     """A run of stages on the generic interpreter (a fresh interpreter per iteration)."""

@@ -1,9 +1,11 @@
 """The pull engine's publisher edge: a flow as a cold, spec-compliant ``Publisher``.
 
-Each ``subscribe`` opens a fresh run. Items are produced on the thread that calls
-``request`` (rule 3.10 allows it), inside a :class:`~rxpipe.spec.DrainLoop`, so signals stay
-serial across threads (rule 1.3) and ``request`` from inside ``on_next`` never recurses
-(rule 3.3).
+Each ``subscribe`` opens a fresh run. A run the engine can iterate in any thread
+(:meth:`~rxpipe.engines.base.Engine.runs_inline`: a synchronous pull run) is produced on the
+thread that calls ``request`` (rule 3.10 allows it); any other run (a push run, a run that
+waits) is pulled by a pump on an event loop in a thread of its own. Either way signals go out
+through a :class:`~rxpipe.spec.DrainLoop`, so they stay serial across threads (rule 1.3) and
+``request`` from inside ``on_next`` never recurses (rule 3.3).
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ T = TypeVar("T")
 class FlowPublisher(Generic[T]):
     """A cold publisher over a flow: each subscriber gets its own run."""
 
-    __slots__ = ("_engine", "_lock", "_plan", "_seen")
+    __slots__ = ("__weakref__", "_engine", "_lock", "_plan", "_seen")
 
     def __init__(self, plan: Plan, engine: Engine) -> None:
         self._plan = plan
@@ -45,7 +47,7 @@ class FlowPublisher(Generic[T]):
         self._lock = threading.Lock()
         # Subscribers seen, weakly: a second subscribe of the same instance is refused
         # (rule 2.12), without keeping any subscriber alive (rule 3.13).
-        self._seen: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._seen: weakref.WeakKeyDictionary[Any, _Seen] = weakref.WeakKeyDictionary()
 
     def __repr__(self) -> str:
         return f"<FlowPublisher {self._plan.source_name} on {self._engine.name}>"
@@ -53,20 +55,18 @@ class FlowPublisher(Generic[T]):
     def subscribe(self, subscriber: Subscriber[T]) -> None:
         if subscriber is None:
             raise TypeError("rule 1.9: subscribe(None): the subscriber must not be None")
+        seen = _Seen()
         with self._lock:
             try:
-                again = subscriber in self._seen
-                if not again:
-                    self._seen.add(subscriber)
+                earlier = self._seen.get(subscriber)
+                if earlier is None:
+                    self._seen[subscriber] = seen
+                else:
+                    earlier.rejected = True
             except TypeError:  # not weak-referenceable or not hashable: cannot track it
-                again = False
-        if again:
-            signal_safely(subscriber, "on_subscribe", InertSubscription())
-            signal_safely(
-                subscriber,
-                "on_error",
-                ValueError("rule 2.12: this subscriber is already subscribed to this publisher"),
-            )
+                earlier = None
+        if earlier is not None:
+            self._reject_again(subscriber, earlier)
             return
         try:
             run = self._engine.open(self._plan)
@@ -74,15 +74,55 @@ class FlowPublisher(Generic[T]):
             signal_safely(subscriber, "on_subscribe", InertSubscription())
             signal_safely(subscriber, "on_error", exc)
             return
-        source = self._plan.source
-        waits = self._plan.is_async or source.prefers_async
+        # Only a run the engine can iterate in any thread, one running an event loop
+        # included, is produced inside request(); others get a pump (a push run needs a loop
+        # or threads of its own; a waiting run would block the caller).
         sub: Subscription = (
-            _PumpedSubscription(subscriber, run) if waits else _FlowSubscription(subscriber, run)
+            _FlowSubscription(subscriber, run)
+            if self._engine.runs_inline(self._plan)
+            else _PumpedSubscription(subscriber, run)
         )
+        with self._lock:
+            seen.subscription = weakref.ref(sub)
+            rejected = seen.rejected
+        if rejected:  # subscribed again meanwhile, from another thread: it was told no
+            sub.cancel()
+            return
         if not signal_safely(subscriber, "on_subscribe", sub):
             sub.cancel()
         elif isinstance(sub, _PumpedSubscription):
             sub.activate()  # on_next may come from the pump's thread: only after on_subscribe
+
+    @staticmethod
+    def _reject_again(subscriber: Subscriber[T], earlier: _Seen) -> None:
+        """Answer a second subscribe of ``subscriber`` with ``on_subscribe`` then ``on_error``.
+
+        That ``on_error`` is the subscriber's terminal signal (rule 1.7: nothing may follow
+        it), so its first subscription, if still live, is cancelled first: its run ends and
+        its pump thread with it, even though the subscriber will never cancel it itself.
+        """
+        ref = earlier.subscription
+        live = ref() if ref is not None else None
+        if live is not None:
+            live.cancel()
+        signal_safely(subscriber, "on_subscribe", InertSubscription())
+        signal_safely(
+            subscriber,
+            "on_error",
+            ValueError("rule 2.12: this subscriber is already subscribed to this publisher"),
+        )
+
+
+@final
+class _Seen:
+    """What a publisher remembers of a subscriber: its subscription (weakly: never keep a
+    run alive for the bookkeeping) and whether it was subscribed again."""
+
+    __slots__ = ("rejected", "subscription")
+
+    def __init__(self) -> None:
+        self.rejected = False
+        self.subscription: weakref.ref[Subscription] | None = None
 
 
 @final
@@ -206,13 +246,16 @@ _COMPLETE: Any = object()
 
 @final
 class _PumpedSubscription(Subscription, Generic[T]):
-    """A subscription over a run that waits (async stages, ``Flow.queue``, publishers).
+    """A subscription over a run that cannot be pulled inline: one that waits (async stages,
+    ``Flow.queue``, publishers), or one of the push engine (its tasks need an event loop of
+    their own, which cannot nest in a requester's running loop; its threads would block the
+    requester).
 
     Such a run cannot be pulled inside ``request`` without blocking the caller, perhaps for
-    ever (rules 1.9, 3.4, 3.5). So a pump task, on an event loop in a thread of its own, pulls
-    one item at a time while there is unmet demand, and the drain loop hands over what it
-    fetched: ``request`` and ``cancel`` return at once, and ``cancel`` interrupts the pump's
-    wait. The thread ends with the run.
+    ever (rules 1.9, 3.4, 3.5), or at all inside a running event loop. So a pump task, on an
+    event loop in a thread of its own, pulls one item at a time while there is unmet demand,
+    and the drain loop hands over what it fetched: ``request`` and ``cancel`` return at once,
+    and ``cancel`` interrupts the pump's wait. The thread ends with the run.
     """
 
     __slots__ = (

@@ -326,7 +326,15 @@ async def run_iterator_source_async(items: Iterator[Any], stats: StageStats, out
         while True:
             room = outbox.space() if batches else 0
             if room > 1:
-                chunk = list(itertools.islice(items, room))
+                # Items the source produced before it raised go out before its error.
+                chunk: list[Any] = []
+                append = chunk.append
+                failure: Exception | None = None
+                try:
+                    for item in itertools.islice(items, room):
+                        append(item)
+                except Exception as exc:
+                    failure = exc
                 taken = len(chunk)
                 if chunk:
                     try:
@@ -337,7 +345,10 @@ async def run_iterator_source_async(items: Iterator[Any], stats: StageStats, out
                         return
                     finally:
                         chunk.clear()  # the channel holds them now (see run_simple_async)
+                        item = None
                     stats.emitted += taken
+                if failure is not None:
+                    raise failure
                 if taken < room:
                     break  # exhausted
                 await asyncio.sleep(0)  # room all the time: still let the others run
