@@ -244,11 +244,12 @@ def test_backpressure_refuses_to_block_an_event_loop(engine: Engine) -> None:
         loop = asyncio.get_running_loop()
         subscribed = asyncio.Event()
 
-        def subscribe(_: Any) -> Subject[int]:
+        def subscribe(observer: Any, _: Any = None) -> Any:
+            disposable = subject.subscribe(observer)
             loop.call_soon_threadsafe(subscribed.set)  # from the bridge's own thread
-            return subject
+            return disposable
 
-        observable = reactivex.defer(subscribe)
+        observable: reactivex.Observable[int] = reactivex.create(subscribe)
         flow = Flow.from_observable(observable, buffer=2, overflow=Overflow.BACKPRESSURE)
         consumer = asyncio.ensure_future(flow.to_list_async(engine=engine))
         await subscribed.wait()
