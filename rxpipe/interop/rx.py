@@ -613,10 +613,21 @@ def to_observable(
         subscriber: _ObserverSubscriber[Any] = _ObserverSubscriber(observer)
 
         def start(_: SchedulerBase, __: Any = None) -> None:
-            publisher.subscribe(subscriber)  # on_subscribe cancels at once if disposed
+            if _on_event_loop():
+                # an AsyncIOScheduler: a synchronous run would block the loop (and an engine
+                # with an event loop of its own cannot start inside one), so the run goes to
+                # a thread of its own, which ends with it
+                threading.Thread(
+                    target=publisher.subscribe, args=(subscriber,), name="rxpipe-to_observable"
+                ).start()
+            else:
+                publisher.subscribe(subscriber)  # on_subscribe cancels at once if disposed
 
         # Scheduled, not run inline: Observable.subscribe has set up the trampoline, so the
         # subscription's disposable is in place before the first item (take() can dispose).
+        # On the CurrentThreadScheduler a synchronous run delivers inside subscribe(), as
+        # reactivex.from_iterable does; subscribe(..., scheduler=ThreadPoolScheduler()) makes
+        # subscribe() return at once, so that dispose() from another thread can stop it.
         sched = scheduler or CurrentThreadScheduler.singleton()
         return CompositeDisposable(sched.schedule(start), Disposable(subscriber.dispose))
 
