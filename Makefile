@@ -1,12 +1,16 @@
 # Everything bootstraps itself: a fresh machine needs only Python 3.11 and 3.13.
 #   make bench   the main job: the side-by-side comparison, quick mode
-#   make test    the whole test suite: ruff, mypy --strict, pytest on 3.11 and 3.13, docs
-.PHONY: test bench bench-full lint typecheck pytest pytest313 docs clean
+#   make test    the whole test suite: ruff, mypy --strict, pytest on 3.11 and 3.13, the RxPY
+#                bridges on the oldest reactivex, docs
+.PHONY: test bench bench-full lint typecheck pytest pytest313 pytest-rx-oldest docs clean
 
 PY311 := $(shell .ci/find-python 3.11)
 PY313 := $(shell .ci/find-python 3.13)
 VENV := .venv
 VENV313 := .venv313
+# the oldest reactivex the rx extra allows (>=4.0) that installs: the RxPY bridges' tests on it
+VENVRX := .venv-rx-oldest
+RX_OLDEST := 4.0.4
 
 $(VENV)/.ok: pyproject.toml
 	rm -rf $(VENV)
@@ -22,6 +26,13 @@ $(VENV313)/.ok: pyproject.toml
 	$(VENV313)/bin/python -m pip install -q -e ".[bench,rx,dask]" --group dev --group docs
 	touch $@
 
+$(VENVRX)/.ok: pyproject.toml
+	rm -rf $(VENVRX)
+	$(PY311) -m venv $(VENVRX)
+	$(VENVRX)/bin/python -m pip install -q -U "pip>=25.1"
+	$(VENVRX)/bin/python -m pip install -q -e . "reactivex==$(RX_OLDEST)" --group test
+	touch $@
+
 lint: $(VENV)/.ok
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
@@ -35,10 +46,13 @@ pytest: $(VENV)/.ok
 pytest313: $(VENV313)/.ok
 	$(VENV313)/bin/python -m pytest
 
+pytest-rx-oldest: $(VENVRX)/.ok
+	$(VENVRX)/bin/python -m pytest -q tests/interop tests/test_comparisons_rx.py
+
 docs: $(VENV313)/.ok
 	$(VENV313)/bin/sphinx-build -W --keep-going -q -b html docs docs/_build/html
 
-test: lint typecheck pytest pytest313 docs
+test: lint typecheck pytest pytest313 pytest-rx-oldest docs
 
 bench: $(VENV)/.ok
 	$(VENV)/bin/python -m comparisons --quick
@@ -47,4 +61,4 @@ bench-full: $(VENV)/.ok
 	$(VENV)/bin/python -m comparisons
 
 clean:
-	rm -rf $(VENV) $(VENV313) docs/_build
+	rm -rf $(VENV) $(VENV313) $(VENVRX) docs/_build

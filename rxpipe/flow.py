@@ -44,6 +44,8 @@ from rxpipe.stages.simple import (
 from rxpipe.stages.sources import AsyncIterableSource, IterableSource, PublisherSource, Source
 
 if TYPE_CHECKING:
+    import reactivex
+
     from rxpipe.engines.base import Run
     from rxpipe.spec import Publisher, Subscriber
     from rxpipe.telemetry.report import Report
@@ -196,6 +198,63 @@ class Flow(Generic[T_co]):
         """
         check_count(prefetch, "from_publisher(prefetch=)", minimum=1)
         return Flow(PublisherSource(publisher, prefetch), "from_publisher", ())
+
+    @staticmethod
+    def from_observable(
+        observable: reactivex.Observable[T], *, buffer: int, overflow: Overflow
+    ) -> Flow[T]:
+        """A flow of an RxPY (``reactivex``) observable's items, through a bounded buffer.
+
+        RxPY has no backpressure, so the bridge needs both choices made explicitly: how many
+        items to hold (``buffer``) and what a full buffer does (``overflow``); nothing is
+        buffered without bound, and every item a policy throws away is counted as
+        ``dropped`` of the ``"from_observable"`` stage in the Report. Each run subscribes
+        anew at its first demand and disposes when it ends (completed, failed or cancelled;
+        items still buffered then are counted as ``lost``). The observable's ``on_error`` and
+        ``on_completed`` become the flow's, after the buffered items. The observable may
+        emit from any thread, from several at once (a ``Subject`` fed by several threads).
+
+        - ``BACKPRESSURE``: lossless, for cold observables. A full buffer blocks the thread
+          that emits, like a Go send on a full channel, so the bridge subscribes from a
+          thread of its own (a synchronous observable such as ``reactivex.from_iterable``
+          emits on it). It never blocks a thread running an event loop, nor the run's own
+          consumer: an emission there that would have to wait fails the flow with
+          :class:`~rxpipe.MissingBackpressureError` (emit elsewhere, e.g. with
+          ``ops.observe_on(ThreadPoolScheduler())``, or choose a dropping policy).
+        - ``DROP_NEWEST`` / ``DROP_OLDEST``: for hot observables (a ``Subject``,
+          ``reactivex.interval``) into a slower consumer: the newest item, or the oldest
+          buffered one, is dropped. The bridge subscribes on the run's own thread (in an
+          async run, the loop's, so an ``AsyncIOScheduler`` on that loop works); a
+          synchronous observable then emits everything during ``subscribe``, keeping what
+          fits.
+        - ``FAIL``: the flow fails with :class:`~rxpipe.MissingBackpressureError` naming the
+          ``from_observable`` stage, after the buffered items; the observable is disposed.
+
+        - Emits when: an item is buffered and downstream asks.
+        - Backpressures when: only under ``BACKPRESSURE``, by blocking the emitting thread
+          once ``buffer`` items wait; otherwise the policy applies at once.
+        - Completes when: the observable completed and the buffer is empty.
+        - Cancels when: downstream cancels: the subscription is disposed.
+
+        Args:
+            observable: a ``reactivex`` observable (or ``Subject``).
+            buffer: the most items held between the observable and the flow, >= 1.
+            overflow: what a full buffer does with one more item.
+
+        Raises:
+            TypeError: ``buffer`` is not an int, ``overflow`` not an :class:`Overflow`, or
+                ``observable`` not a ``reactivex`` observable.
+            ValueError: ``buffer`` < 1.
+            ImportError: ``reactivex`` is not installed (``pip install 'rxpipe[rx]'``).
+        """
+        check_count(buffer, "from_observable(buffer=)", minimum=1)
+        if not isinstance(overflow, Overflow):
+            raise TypeError(
+                f"from_observable(overflow=) must be an rxpipe.Overflow, got {overflow!r}"
+            )
+        from rxpipe.interop.rx import ObservableSource
+
+        return Flow(ObservableSource(observable, buffer, overflow), "from_observable", ())
 
     @staticmethod
     def merge(*flows: Flow[T]) -> Flow[T]:
@@ -832,3 +891,38 @@ class Flow(Generic[T_co]):
     def subscribe(self, subscriber: Subscriber[T_co], *, engine: EngineArg = "pull") -> None:
         """Shorthand for ``flow.to_publisher(engine=engine).subscribe(subscriber)``."""
         self.to_publisher(engine=engine).subscribe(subscriber)
+
+    def to_observable(
+        self,
+        *,
+        engine: EngineArg = "pull",
+        on_report: Callable[[Report], object] | None = None,
+    ) -> reactivex.Observable[T_co]:
+        """A cold RxPY (``reactivex``) observable: each subscription runs the flow anew.
+
+        The run goes through :meth:`to_publisher`, requesting demand in bounded batches
+        (:data:`rxpipe.interop.rx.BATCH` at a time, more once 3/4 were delivered), so RxPY
+        operators downstream see a well-behaved push source. Disposing the subscription
+        cancels the run (what was in flight is counted as ``lost``). The run starts on the
+        subscription's scheduler (``subscribe(..., scheduler=)``, ``ops.subscribe_on``;
+        the ``CurrentThreadScheduler`` by default); a flow that waits (async stages, a
+        ``Flow.queue`` or ``from_observable`` source) signals from a thread of its own, so
+        use ``ops.observe_on`` to choose where the observer runs. An exception raised by the
+        observer's ``on_next`` is logged on the ``"rxpipe"`` logger and cancels the run.
+
+        Args:
+            engine: the engine each subscription's run uses.
+            on_report: called with each subscription's :class:`~rxpipe.Report` when its run
+                ended (completed, failed or disposed).
+
+        Raises:
+            ImportError: ``reactivex`` is not installed (``pip install 'rxpipe[rx]'``).
+        """
+        if on_report is not None and not callable(on_report):
+            raise TypeError(f"to_observable(on_report=) must be callable, got {on_report!r}")
+        from rxpipe.interop.rx import to_observable
+
+        resolved = resolve_engine(engine)
+        resolved.open(self.plan)  # bad engine settings fail here, when the observable is made
+        observable: reactivex.Observable[T_co] = to_observable(self.plan, resolved, on_report)
+        return observable

@@ -44,3 +44,13 @@ def check() -> None:
     flow, handle = queued
     assert_type(handle.offer(b"x"), bool)
     assert_type(flow.map(len), Flow[int])
+
+
+def check_rx() -> None:
+    import reactivex
+
+    observable: reactivex.Observable[str] = reactivex.of("a", "b")
+    flow = Flow.from_observable(observable, buffer=4, overflow=Overflow.BACKPRESSURE)
+    assert_type(flow, Flow[str])
+    assert_type(flow.map(len).to_observable(), reactivex.Observable[int])
+    assert_type(Flow.range(3).to_observable(engine="push"), reactivex.Observable[int])

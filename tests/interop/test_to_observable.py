@@ -1,0 +1,267 @@
+"""flow.to_observable on every engine: cold, batched demand, disposal cancels the run,
+schedulers, observer errors, and round trips through real RxPY operators."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import threading
+from collections.abc import Iterator
+from concurrent.futures import Future
+from typing import Any
+
+import pytest
+import reactivex
+from reactivex import operators as ops
+from reactivex.scheduler import CurrentThreadScheduler, ThreadPoolScheduler
+from reactivex.scheduler.eventloop import AsyncIOScheduler, AsyncIOThreadSafeScheduler
+
+from rxpipe import Flow, Overflow, Report
+from rxpipe.engines.base import Engine
+from rxpipe.interop.rx import BATCH
+from tests.flow.conftest import read_ahead
+
+pytestmark = pytest.mark.timeout(30)
+
+
+def collect(observable: reactivex.Observable[Any], **kwargs: Any) -> list[Any]:
+    """Subscribe, wait for the end, return the items (re-raising an on_error)."""
+    done: Future[list[Any]] = Future()
+    items: list[Any] = []
+    observable.subscribe(items.append, done.set_exception, lambda: done.set_result(items), **kwargs)
+    return done.result(timeout=20)
+
+
+class Reports:
+    """An ``on_report`` callback that keeps the Reports and says when one arrived."""
+
+    def __init__(self) -> None:
+        self.reports: list[Report] = []
+        self.arrived = threading.Event()
+
+    def __call__(self, report: Report) -> None:
+        self.reports.append(report)
+        self.arrived.set()
+
+    def one(self) -> Report:
+        assert self.arrived.wait(20)
+        [report] = self.reports
+        return report
+
+
+def test_each_subscription_runs_the_flow_anew(engine: Engine) -> None:
+    runs = Reports()
+    observable = Flow.range(5).map(lambda x: x * x).to_observable(engine=engine, on_report=runs)
+    assert collect(observable) == [0, 1, 4, 9, 16]
+    assert collect(observable) == [0, 1, 4, 9, 16]
+    assert [r.delivered for r in runs.reports] == [5, 5]
+
+
+def test_errors_of_the_flow_reach_on_error(engine: Engine) -> None:
+    def boom(x: int) -> int:
+        if x == 3:
+            raise ValueError("three")
+        return x
+
+    items: list[int] = []
+    errors: list[Exception] = []
+    Flow.range(10).map(boom).to_observable(engine=engine).subscribe(items.append, errors.append)
+    assert items == [0, 1, 2]
+    [error] = errors
+    assert isinstance(error, ValueError)
+
+
+def test_demand_is_requested_in_bounded_batches(engine: Engine) -> None:
+    pulled = 0
+
+    def counting() -> Iterator[int]:
+        nonlocal pulled
+        for i in range(3 * BATCH):
+            pulled += 1
+            yield i
+
+    flow = Flow.from_iterable(counting())
+    most_ahead = 0
+
+    def on_next(_: int) -> None:
+        nonlocal most_ahead, seen
+        seen += 1
+        most_ahead = max(most_ahead, pulled - seen)
+
+    seen = 0
+    flow.to_observable(engine=engine).subscribe(on_next)
+    assert seen == 3 * BATCH
+    assert 0 <= most_ahead <= BATCH + read_ahead(engine, flow)
+
+
+def test_demand_is_requested_in_batches_replenished_at_three_quarters() -> None:
+    from rxpipe.interop.rx import _ObserverSubscriber
+
+    class Spy:
+        def __init__(self) -> None:
+            self.requests: list[int] = []
+            self.cancelled = False
+
+        def request(self, n: int) -> None:
+            self.requests.append(n)
+
+        def cancel(self) -> None:
+            self.cancelled = True
+
+    got: list[int] = []
+    subscriber: _ObserverSubscriber[int] = _ObserverSubscriber(
+        reactivex.Observer(got.append)  # type: ignore[arg-type]
+    )
+    spy = Spy()
+    subscriber.on_subscribe(spy)
+    assert spy.requests == [BATCH]
+    outstanding = BATCH
+    for i in range(5 * BATCH):
+        assert outstanding > 0  # never signalled beyond demand
+        subscriber.on_next(i)
+        outstanding -= 1
+        if len(spy.requests) > 1 and spy.requests[-1] != 0:
+            outstanding += spy.requests[-1]
+            spy.requests.append(0)  # marks it as counted
+        assert outstanding <= BATCH  # never more than one batch outstanding
+    batches = [n for n in spy.requests if n]
+    assert batches[0] == BATCH
+    assert all(n == BATCH - BATCH // 4 for n in batches[1:])
+    subscriber.dispose()
+    assert spy.cancelled
+    assert got == list(range(5 * BATCH))
+
+
+def test_disposing_cancels_the_run_and_counts_what_was_in_flight(engine: Engine) -> None:
+    runs = Reports()
+    flow = Flow.from_iterable(itertools.count()).map(lambda x: x + 1)
+    observable = flow.to_observable(engine=engine, on_report=runs)
+    assert collect(observable.pipe(ops.take(5))) == [1, 2, 3, 4, 5]  # take disposes
+    report = runs.one()
+    source = report.stages["from_iterable"]
+    assert report.delivered >= 5
+    assert source.emitted == report.delivered + report.lost  # nothing unaccounted
+    assert source.emitted <= 5 + BATCH + read_ahead(engine, flow)
+
+
+def test_dispose_from_another_thread_stops_an_endless_run(engine: Engine) -> None:
+    runs = Reports()
+    started = threading.Event()
+
+    def note(_: int) -> None:
+        started.set()
+
+    observable = Flow.from_iterable(itertools.count()).to_observable(engine=engine, on_report=runs)
+    pool = ThreadPoolScheduler(1)
+    try:
+        subscription = observable.subscribe(note, scheduler=pool)  # returns at once
+        assert started.wait(20)
+        subscription.dispose()
+        report = runs.one()
+        assert report.delivered > 0
+    finally:
+        pool.executor.shutdown(wait=True)
+
+
+def test_observer_errors_are_logged_and_cancel_the_run(
+    engine: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    runs = Reports()
+    seen: list[int] = []
+
+    def on_next(x: int) -> None:
+        seen.append(x)
+        if x == 2:
+            raise RuntimeError("observer broke")
+
+    observable = Flow.from_iterable(itertools.count()).to_observable(engine=engine, on_report=runs)
+    with caplog.at_level(logging.ERROR, logger="rxpipe"):
+        observable.subscribe(on_next)
+        report = runs.one()
+    assert seen == [0, 1, 2]
+    [record] = [r for r in caplog.records if r.name == "rxpipe"]
+    assert "observer broke" in str(record.exc_info[1] if record.exc_info else "")
+    assert report.delivered >= 3
+
+
+def test_subscribe_on_and_observe_on_a_thread_pool(engine: Engine) -> None:
+    pool = ThreadPoolScheduler(2)
+    threads: set[str] = set()
+
+    def where(x: int) -> int:
+        threads.add(threading.current_thread().name)
+        return x
+
+    try:
+        observable = (
+            Flow.range(100)
+            .to_observable(engine=engine)
+            .pipe(ops.subscribe_on(pool), ops.observe_on(pool), ops.map(where))
+        )
+        assert collect(observable) == list(range(100))
+    finally:
+        pool.executor.shutdown(wait=True)
+    assert threading.current_thread().name not in threads
+
+
+def test_the_current_thread_scheduler(engine: Engine) -> None:
+    observable = Flow.range(10).to_observable(engine=engine)
+    assert collect(observable, scheduler=CurrentThreadScheduler()) == list(range(10))
+
+
+def test_the_asyncio_scheduler(engine: Engine) -> None:
+    async def main() -> list[int]:
+        loop = asyncio.get_running_loop()
+        scheduler = AsyncIOScheduler(loop)  # the run starts from the loop (on a thread)
+        back = AsyncIOThreadSafeScheduler(loop)  # the items come back to it from there
+        done: asyncio.Future[list[int]] = loop.create_future()
+        items: list[int] = []
+        Flow.range(20).map(lambda x: x * 3).to_observable(engine=engine).pipe(
+            ops.observe_on(back)
+        ).subscribe(
+            items.append,
+            done.set_exception,
+            lambda: done.set_result(items),
+            scheduler=scheduler,
+        )
+        return await done
+
+    assert asyncio.run(main()) == [x * 3 for x in range(20)]
+
+
+def test_an_async_flow_as_an_observable(engine: Engine) -> None:
+    async def twice(x: int) -> int:
+        await asyncio.sleep(0)
+        return 2 * x
+
+    observable = Flow.range(50).map_async(twice, concurrency=4).to_observable(engine=engine)
+    assert collect(observable) == [2 * x for x in range(50)]
+
+
+# -- round trips through RxPY operators --------------------------------------------------------
+def test_round_trip_through_rxpy_operators(engine: Engine) -> None:
+    evens = Flow.range(0, 40, 2).to_observable(engine=engine)
+    odds = Flow.range(1, 40, 2).to_observable(engine=engine)
+    middle = reactivex.merge(evens, odds).pipe(
+        ops.map(lambda x: x * 10),
+        ops.buffer_with_count(4),
+        ops.take(5),
+    )
+    flow = Flow.from_observable(middle, buffer=4, overflow=Overflow.BACKPRESSURE).map(sum)
+    got = flow.to_list(engine=engine)
+    assert len(got) == 5
+    merged = sorted(x for chunk in [got] for x in chunk)
+    assert merged == sorted(got)
+    assert sum(got) <= sum(range(0, 400, 10))
+
+
+def test_round_trip_keeps_every_item_in_order(engine: Engine) -> None:
+    observable = Flow.range(1000).map(lambda x: x + 1).to_observable(engine=engine)
+    back = Flow.from_observable(
+        observable.pipe(ops.map(lambda x: -x)), buffer=16, overflow=Overflow.BACKPRESSURE
+    )
+    report = back.filter(lambda x: x % 2 == 0).run(engine=engine)
+    assert back.to_list(engine=engine) == [-(x + 1) for x in range(1000)]
+    assert report.delivered == 500
+    assert report.stages["from_observable"].dropped == 0
