@@ -8,6 +8,7 @@ method carries the operator's whole documentation, with the four-line demand con
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from collections.abc import (
     AsyncIterable,
@@ -107,6 +108,51 @@ def _plans(what: str, flows: tuple[Any, ...]) -> tuple[Plan, ...]:
         if not isinstance(flow, Flow):
             raise TypeError(f"{what}() takes Flows; argument {i} is {type(flow).__name__} {flow!r}")
     return tuple(flow.plan for flow in flows)
+
+
+def _takes_errors(node: Node) -> bool:
+    """Whether a fragment's ``errors=`` reaches this stage: it runs a user function and
+    kept the default surface (fan-outs take no ``errors=``: their inner stages do)."""
+    stage = node.stage
+    if not stage.user_code or isinstance(stage, Parallel | Partition):
+        return False
+    if isinstance(stage, MapAsync):
+        return stage.errors == "raise"
+    return node.errors == "raise"
+
+
+def _supervised(nodes: tuple[Node, ...], errors: ErrorMode, restart: bool) -> tuple[Node, ...]:
+    """A fragment's nodes with ``via(fragment, errors=, restart=)`` applied, checked now."""
+    check_errors(errors)
+    if not isinstance(restart, bool):
+        raise TypeError(f"restart must be a bool, got {restart!r}")
+    if errors != "raise":
+        takers = [n.name for n in nodes if _takes_errors(n)]
+        if not takers:
+            raise ValueError(
+                f"via(fragment, errors={errors!r}): no stage of the fragment runs a user "
+                "function with the default errors='raise'"
+            )
+        if errors == "result" and len(takers) > 1:
+            raise ValueError(
+                f"via(fragment, errors='result') would feed Result values from one stage into "
+                f"the next ({', '.join(takers)}): set errors='result' on the one stage you mean"
+            )
+    if restart and not any(n.stage.stateful for n in nodes):
+        raise ValueError("via(fragment, restart=True): no stage of the fragment is stateful")
+    out: list[Node] = []
+    for node in nodes:
+        if errors != "raise" and _takes_errors(node):
+            if isinstance(node.stage, MapAsync):  # it applies errors= itself, in output order
+                node = dataclasses.replace(
+                    node, stage=dataclasses.replace(node.stage, errors=errors)
+                )
+            else:
+                node = dataclasses.replace(node, errors=errors)
+        if restart and node.stage.stateful:
+            node = dataclasses.replace(node, restart=True)
+        out.append(node)
+    return tuple(out)
 
 
 @final
@@ -703,16 +749,25 @@ class Flow(Generic[T_co]):
 
         The stage's logic decides when it emits, backpressures, completes and cancels.
 
+        A fragment (``rxpipe.stage()...``) is spliced in, each of its stages keeping its name
+        (prefixed with ``name/`` when ``name`` is given). ``errors=`` then applies to every
+        stage of the fragment that runs a user function (``map``, ``filter``, ``map_async``,
+        ...) and left ``errors=`` at its default, as Akka's supervision attribute on a
+        composite flow does; ``errors="result"`` needs exactly one such stage (the next one
+        would be fed ``Result`` values). ``restart=True`` applies to its stateful stages.
+
         Raises:
-            TypeError: ``stage`` is not a Stage.
+            TypeError: ``stage`` is not a Stage, or ``errors=``/``restart=`` have a wrong type.
+            ValueError: ``errors=`` or ``restart=`` cannot apply to any stage of the fragment,
+                or ``errors="result"`` to a fragment with several user functions.
         """
         if not isinstance(stage, Stage):
             raise TypeError(f"via() needs a Stage, got {type(stage).__name__} {stage!r}")
         nodes = getattr(stage, "nodes", None)
         if isinstance(nodes, tuple):  # a Fragment: splice its stages, so each is reported
             flow: Flow[Any] = self
-            for node in nodes:
-                label = node.name if name is None else f"{name}/{node.name}"
+            for node in _supervised(nodes, errors, restart):
+                label: str | None = node.name if name is None else f"{name}/{node.name}"
                 if label in flow.stage_names:
                     label = None
                 flow = flow._add(node.stage, label, node.errors, node.restart)

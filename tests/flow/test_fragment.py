@@ -87,3 +87,69 @@ def test_processor_passes_stage_errors_downstream() -> None:
     with pytest.raises(ZeroDivisionError) as info:
         Flow.from_publisher(proc).to_list()
     assert "rxpipe: raised in stage 'divide'" in info.value.__notes__
+
+
+def _flaky(x: int) -> int:
+    if x % 3 == 0:
+        raise ValueError(x)
+    return x
+
+
+async def _aflaky(x: int) -> int:
+    return _flaky(x)
+
+
+def test_via_fragment_errors_skip_reaches_its_user_functions(engine: Engine) -> None:
+    """Regression: via(fragment, errors=...) was accepted and ignored; the error ended the run."""
+    frag = stage().map(_flaky).map(lambda x: x * 10, name="times10")
+    flow = Flow.range(7).via(frag, errors="skip")
+    run = engine.open(flow.plan)
+    assert list(run) == [10, 20, 40, 50]
+    rep = run.report()
+    assert rep.stages["map"].errored == 3
+    assert rep.stages["times10"].errored == 0
+
+
+def test_via_fragment_errors_applies_to_map_async_and_keeps_explicit_surfaces(
+    engine: Engine,
+) -> None:
+    seen: list[tuple[str, object]] = []
+    frag = (
+        stage()
+        .map_async(_aflaky, name="fetch")
+        .map(lambda x: 100 // (x - 4), name="divide", errors="result")
+    )
+    flow = Flow.range(6).via(frag, errors=lambda exc, item: seen.append(("cb", item)))
+    out = flow.to_list(engine=engine)
+    assert [r.ok for r in out] == [True, True, False, True]  # 1, 2, 4 (fails), 5
+    assert seen == [("cb", 0), ("cb", 3)]  # the callback got fetch's errors only
+
+
+def test_via_fragment_errors_result_on_one_user_function(engine: Engine) -> None:
+    frag = stage().map(_flaky).take(4)
+    out = Flow.range(10).via(frag, errors="result").to_list(engine=engine)
+    assert [r.ok for r in out] == [False, True, True, False]
+
+
+def test_via_fragment_restart_applies_to_its_stateful_stages(engine: Engine) -> None:
+    def add(acc: int, x: int) -> int:
+        if x == 3:
+            raise ValueError(x)
+        return acc + x
+
+    frag = stage().map(lambda x: x).scan(add, 0)
+    out = Flow.range(6).via(frag, restart=True).to_list(engine=engine)
+    assert out == [0, 0, 1, 3, 0, 4, 9]  # fresh state after the error at 3
+
+
+def test_via_fragment_refuses_errors_and_restart_that_cannot_apply() -> None:
+    with pytest.raises(ValueError, match="no stage of the fragment runs a user function"):
+        Flow.range(3).via(stage().take(2), errors="skip")
+    with pytest.raises(ValueError, match="would feed Result values"):
+        Flow.range(3).via(stage().map(_flaky).filter(bool), errors="result")
+    with pytest.raises(ValueError, match="no stage of the fragment is stateful"):
+        Flow.range(3).via(stage().map(_flaky), restart=True)
+    with pytest.raises(TypeError):
+        Flow.range(3).via(stage().map(_flaky), restart="yes")  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        Flow.range(3).via(stage().map(_flaky), errors=42)  # type: ignore[arg-type]
