@@ -451,7 +451,8 @@ class Flow(Generic[T_co]):
                 and count it) or a callback ``(exc, item) -> None``.
 
         Raises:
-            TypeError: ``f`` is not callable.
+            TypeError: ``f`` is not callable, or is an ``async def`` function (its
+                coroutines would never be awaited: use :meth:`map_async`).
         """
         return self._add(Map(f), name, errors)
 
@@ -537,7 +538,9 @@ class Flow(Generic[T_co]):
         - Cancels when: downstream cancels (running calls are cancelled, counted as lost).
 
         Args:
-            f: an ``async def`` function (or any callable returning an awaitable).
+            f: an ``async def`` function, or a lambda (a partial, a callable object)
+                that returns an awaitable; a plain named function is refused (use
+                :meth:`map`), and a lambda that returns a plain value fails on its call.
             concurrency: the most calls running at once, >= 1.
             ordered: keep the input order (``True``) or emit as results arrive.
             errors: as for :meth:`map`; ``"result"`` and ``"skip"`` keep the output order.
@@ -545,8 +548,8 @@ class Flow(Generic[T_co]):
                 >= ``concurrency``; ``None`` means ``4 * concurrency``.
 
         Raises:
-            TypeError: ``f`` is not callable, ``ordered`` is not a bool, or ``window`` is not
-                an int.
+            TypeError: ``f`` is not callable or is a plain (not async) named function,
+                ``ordered`` is not a bool, or ``window`` is not an int.
             ValueError: ``concurrency`` < 1, ``window`` < ``concurrency``, or ``window`` given
                 with ``ordered=False``.
         """
