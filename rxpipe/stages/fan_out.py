@@ -478,13 +478,17 @@ class _ExecutorLogic(StageLogic[Any, Any]):
             self.in_flight -= len(slot[1])
             self.ports.stats.errored += len(slot[1])
             if _is_pickling_error(error):
-                error = TypeError(
-                    f"parallel(executor=...): stage {self.ports.stats.name!r} could not be sent "
-                    f"to the executor ({type(error).__name__}: {error}); functions run in other "
-                    "processes must be defined at module level (no lambdas or closures), or "
-                    "use an executor that pickles with cloudpickle (loky, Dask)"
+                cause, error = (
+                    error,
+                    TypeError(
+                        f"parallel(executor=...): stage {self.ports.stats.name!r} could not be "
+                        f"sent to the executor ({type(error).__name__}: {error}); functions run "
+                        "in other processes must be defined at module level (no lambdas or "
+                        "closures), or use an executor that pickles with cloudpickle (loky, Dask)"
+                    ),
                 )
-            elif isinstance(error, Exception):
+                error.__cause__ = cause
+            if isinstance(error, Exception):
                 annotate(error, self.ports.stats.name)
             self.ports.fail(error)
             return

@@ -132,13 +132,17 @@ def test_parallel_on_a_thread_pool(engine: Engine) -> None:
 
 
 @pytest.mark.timeout(60)
-def test_parallel_on_a_process_pool_and_a_clear_pickling_error() -> None:
+def test_parallel_on_a_process_pool_and_a_clear_pickling_error(engine: Engine) -> None:
     ctx = multiprocessing.get_context("forkserver")
     with ProcessPoolExecutor(2, mp_context=ctx) as pool:
         flow = Flow.range(30).parallel(2, stage().map(square), executor=pool, ordered=True)
-        assert flow.to_list() == [x * x for x in range(30)]
-        with pytest.raises(TypeError, match="module level"):
-            Flow.range(3).parallel(2, stage().map(lambda x: x), executor=pool).to_list()
+        assert flow.to_list(engine=engine) == [x * x for x in range(30)]
+        unpicklable = stage().map(lambda x: x)
+        bad = Flow.range(3).parallel(2, unpicklable, executor=pool, name="enrich")
+        with pytest.raises(TypeError, match="module level") as info:
+            bad.to_list(engine=engine)
+        # regression: pull said 'range', push named no stage
+        assert info.value.__notes__ == ["rxpipe: raised in stage 'enrich'"]
 
 
 @pytest.mark.parametrize(
