@@ -159,18 +159,18 @@ def test_push_memory_measures_a_peak_and_computes_the_bounds() -> None:
         # the formula shown next to the bound adds up to it
         assert _add_up(r.case.bound_text) == r.case.bound_items, r.case.name
         assert r.case.note in push_memory.NOTES, r.case.name
-    # push: sum(buffers) + stages + the consumer's item, as the engine documents it
+    # push: sum(buffers) + 2 * stages, as the engine documents it
     for b in push_memory.BUFFERS:
         for engine in (PushEngine(buffer=b), PushEngine(buffer=b, runtime="threads")):
             bound = engine.in_flight_bound(plan)
-            assert bound == 3 * b + stages + 1
+            assert bound == 3 * b + 2 * stages
             assert m[f"push {engine.runtime}, buffer {b}"].case.bound_items == bound
         assert m[f"push asyncio, buffer {b}, async for + await"].case.bound_items == (
-            3 * b + stages + 1
+            3 * b + 2 * stages
         )
     for runtime in ("asyncio", "threads"):
         assert m[f"push {runtime}, buffer {last}, foreach_async"].case.bound_items == (
-            3 * last + stages + 1
+            3 * last + 2 * stages
         )
     # pull: one item per (non-boundary) stage, n per buffer(n) boundary, the consumer's item
     assert m["pull, fused"].case.bound_items == stages + 1

@@ -12,7 +12,9 @@ most.
 The documented bounds, counting the consumer's one item:
 
 - push (``PushEngine.in_flight_bound``): a pipeline of ``K`` stages (the source included) with
-  channel sizes ``B_i`` holds at most ``sum(B_i) + K + 1`` items.
+  channel sizes ``B_i`` holds at most ``sum(B_i) + 2K`` items: a stage that builds a new object
+  from its input holds both for a moment. These stages pass the same object on, so they hold
+  one each and the most they can reach is ``sum(B_i) + K + 1``.
 - pull: one item per stage, ``n`` per ``buffer(n)`` boundary, plus the consumer's one:
   ``(K - b) + sum(n_j) + 1`` for ``K`` stages of which ``b`` are boundaries
   (:func:`pull_in_flight_bound`). A boundary holds nothing outside its window (see
@@ -281,7 +283,7 @@ def cases(items: int, size: int) -> list[MemoryCase]:
             name,
             shown,
             engine.in_flight_bound(plan),
-            f"{_sum_text(sizes)} + {stages} + 1",
+            f"{_sum_text(sizes)} + 2 x {stages}",
             go,
             note,
         )
@@ -356,13 +358,15 @@ NOTES: Final = {
         "**(b) push asyncio, awaiting consumer.** The consumer awaits `asyncio.sleep` while "
         "it holds its item, so the stage tasks run meanwhile: every channel fills and every "
         "stage (the source included) blocks on a full channel holding its item. The peak is "
-        "exactly `in_flight_bound`, never above."
+        "exactly `sum(B_i) + K + 1`, `K - 1` items under `in_flight_bound`: the bound's second "
+        "item per stage is for a stage that builds a new object from its input (both alive "
+        "for a moment), and these stages pass the same object on."
     ),
     "c": (
         "**(c) push threads.** While the consumer sleeps inside the sink (on the caller's "
         "thread for `foreach`, on the event loop's for `foreach_async`), every stage thread "
-        "blocks on a full channel holding its item: the peak is exactly the bound, never "
-        "above. `foreach_async` takes one item at a time from the last channel "
+        "blocks on a full channel holding its item: the peak is exactly `sum(B_i) + K + 1`, "
+        "as in (b), never above. `foreach_async` takes one item at a time from the last channel "
         "(`receive_nowait`, else `receive` on a helper thread), so it holds no more than "
         "`foreach`."
     ),

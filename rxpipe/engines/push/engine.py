@@ -4,8 +4,7 @@ Every stage runs in its own asyncio task (``runtime="asyncio"``) or thread
 (``runtime="threads"``), joined to its neighbours by bounded channels. A full channel blocks
 the sender: that is the backpressure. ``buffer=0`` is a rendezvous, like an unbuffered Go
 channel. A pipeline of ``K`` stages (the source included) with channel buffers ``B_i`` holds at
-most ``sum(B_i) + K + 1`` items in flight: each stage holds at most one item of its own,
-and the consumer the one it was handed.
+most ``sum(B_i) + 2 * K`` items in flight (:meth:`PushEngine.in_flight_bound`).
 
 Stopping early (a consumer leaving its loop, ``first()``, an error) stops every stage: the
 consumer closes its end, senders see a broken channel, and the remaining tasks are cancelled
@@ -128,12 +127,17 @@ class PushEngine(Engine):
         return sizes
 
     def in_flight_bound(self, plan: Plan) -> int:
-        """The most items a run of ``plan`` can hold at once: ``sum(buffers) + stages + 1``.
+        """The most items a run of ``plan`` can hold at once: ``sum(buffers) + 2 * stages``,
+        the source counted among the stages.
 
-        Each stage (the source included) holds at most the one item it is working on, each
-        channel its buffer, and the consumer the one item it was handed.
+        Each channel holds its buffer; the source the one item it is sending; every other
+        stage the item it works on and, while it builds a new object from it, that output
+        too (the input is alive until the function returns: a map that makes a new object
+        per item holds two for a moment, blocked or not); the consumer the one item it was
+        handed. Stages that hold items by design add what they hold: ``map_async`` its
+        window, ``chunk(n)`` a partial group, ``parallel``/``partition`` their copies.
         """
-        return sum(self.channel_sizes(plan)) + len(plan.names()) + 1
+        return sum(self.channel_sizes(plan)) + 2 * len(plan.names())
 
     def refuses_running_loop(self, plan: Plan) -> bool:
         """Always: both runtimes wait for their tasks or threads, which would block the loop

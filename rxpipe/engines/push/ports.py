@@ -3,8 +3,9 @@
 ``push(x)`` cannot block inside a synchronous callback, so it parks ``x`` in a one-item slot
 and the stage's runner sends it (a blocking send: the backpressure). ``pull()`` marks that the
 runner should receive next. The runner gives the logic a fresh ``on_pull`` as soon as the slot
-is empty, so a stage holds at most one item of its own: the in-flight bound of a push pipeline
-is ``sum(buffers) + stages + 1`` (the consumer holds one too). ``complete()``/``fail()`` take
+is empty, so a stage holds at most one item of its own (and, while its function builds a new
+object from that item, the output too): the in-flight bound of a push pipeline is
+``sum(buffers) + 2 * stages``. ``complete()``/``fail()`` take
 effect after the parked item was sent, so ``take`` can push its last item and complete in one
 callback.
 """

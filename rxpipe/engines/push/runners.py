@@ -14,7 +14,7 @@ import itertools
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
+from typing import Any, Final
 
 from rxpipe.engines.base import settle_tasks
 from rxpipe.engines.push._channel_common import (
@@ -480,6 +480,10 @@ def run_overflow_threads(p: PushPorts, outbox: Any, policy: Overflow) -> None:
         inbox.close_receiving()
 
 
+#: What a runner's input reference is set to once the item was turned into its output.
+_TAKEN: Final[Any] = object()
+
+
 async def run_simple_async(p: PushPorts, outbox: Any, fn: Any, keep: bool) -> None:
     """The push engine's lowering of ``map`` (``keep=False``) and ``filter`` (``keep=True``).
 
@@ -509,7 +513,10 @@ async def run_simple_async(p: PushPorts, outbox: Any, fn: Any, keep: bool) -> No
                     batch = []
                 if batch:
                     outs: list[Any] = []
-                    for i, item in enumerate(batch):
+                    for i in range(len(batch)):
+                        # the input leaves the batch as it is worked on: an item turned into
+                        # a new object is never held twice (the in-flight bound holds)
+                        item, batch[i] = batch[i], _TAKEN
                         received += 1
                         try:
                             out = fn(item)
@@ -586,6 +593,7 @@ async def run_simple_async(p: PushPorts, outbox: Any, fn: Any, keep: bool) -> No
                     holding = False
                     continue
                 out = item
+            item = _TAKEN  # only the output is held while it waits to be sent
             try:
                 send_nowait(out)
             except WouldBlock:
