@@ -121,3 +121,26 @@ def test_dropping_buffer_is_counted_from_an_async_terminal(engine: Engine) -> No
     delivered, dropped = asyncio.run(main())
     assert delivered + dropped == N
     assert dropped > 0
+
+
+def _three_then_boom() -> Iterator[int]:
+    yield from (1, 2, 3)
+    raise ValueError("boom")
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("tail", ["sync", "async"])
+def test_items_read_before_an_upstream_failure_go_out_before_it(engine: Engine, tail: str) -> None:
+    """Regression: a sync pull run's buffer dropped what it had read when upstream raised,
+    and the generic path blamed the buffer for the source's error."""
+
+    async def same(x: int) -> int:
+        return x
+
+    flow = Flow.from_iterable(_three_then_boom()).buffer(8)
+    flow = flow.map(lambda x: x) if tail == "sync" else flow.map_async(same)
+    got: list[int] = []
+    with pytest.raises(ValueError, match="boom") as info:
+        got.extend(engine.open(flow.plan))
+    assert got == [1, 2, 3]
+    assert info.value.__notes__ == ["rxpipe: raised in stage 'from_iterable'"]

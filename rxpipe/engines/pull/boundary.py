@@ -28,6 +28,13 @@ from rxpipe.stages.errors import annotate
 __all__ = ("Boundary",)
 
 
+def _from(error: BaseException, upstream: StageStats | None) -> BaseException:
+    """An error read from upstream, with the note naming the stage that raised it."""
+    if upstream is not None and isinstance(error, Exception):
+        annotate(error, upstream.name)
+    return error
+
+
 @final
 class Boundary:
     """One ``buffer(n)`` node in a pull run."""
@@ -52,18 +59,25 @@ class Boundary:
         buf: deque[Any] = deque()
         stats = self.stats
         exhausted = False
+        failure: Exception | None = None
         try:
             while True:
                 if not exhausted and len(buf) <= self.low:
                     before = len(buf)
-                    for item in src:
-                        buf.append(item)
-                        if len(buf) >= self.n:
-                            break
-                    else:
+                    try:
+                        for item in src:
+                            buf.append(item)
+                            if len(buf) >= self.n:
+                                break
+                        else:
+                            exhausted = True
+                    except Exception as exc:  # the items read before it go out first
+                        failure = _from(exc, upstream)
                         exhausted = True
                     stats.received += len(buf) - before
                 if not buf:
+                    if failure is not None:
+                        raise failure
                     return
                 stats.emitted += 1
                 yield buf.popleft()
@@ -127,7 +141,7 @@ class Boundary:
                     yield item
                 elif finished:
                     if failure:
-                        raise failure[0]
+                        raise _from(failure[0], upstream)
                     return
                 else:
                     ready.clear()
