@@ -144,3 +144,21 @@ def test_items_read_before_an_upstream_failure_go_out_before_it(engine: Engine, 
         got.extend(engine.open(flow.plan))
     assert got == [1, 2, 3]
     assert info.value.__notes__ == ["rxpipe: raised in stage 'from_iterable'"]
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("overflow", [Overflow.DROP_NEWEST, Overflow.DROP_OLDEST, Overflow.FAIL])
+@pytest.mark.parametrize("fuse", [True, False])
+def test_pull_buffer_drops_nothing_while_its_consumer_keeps_up(
+    overflow: Overflow, fuse: bool
+) -> None:
+    """Regression (review): an async pull run dropped half the items of a consumer that was
+    not busy at all, because the producer filled the buffer without giving it a turn."""
+    flow = Flow.range(1000).buffer(1, overflow=overflow).map(lambda x: x + 1)
+    run = PullEngine(fuse=fuse).open(flow.plan)
+
+    async def main() -> list[int]:
+        return [x async for x in run]
+
+    assert asyncio.run(main()) == list(range(1, 1001))
+    assert run.report().stages["buffer"].dropped == 0

@@ -430,3 +430,24 @@ def test_rxpy_observables_are_recognised_by_their_classes_without_importing_rxpy
         Flow.from_publisher(make("rx.core.observable.observable", "Observable"))
     for module, name in [("rxish", "Observable"), ("reactivex_tools", "Publisher")]:
         Flow.from_publisher(make(module, name))  # a publisher, as far as rxpipe can tell
+
+
+class EqualToEveryOther(Recorder):
+    """A subscriber with value equality: two of them are still two subscribers."""
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, EqualToEveryOther)
+
+    def __hash__(self) -> int:
+        return 1
+
+
+def test_equal_but_distinct_subscribers_are_two_subscribers(engine: Engine) -> None:
+    """Regression (review): rule 2.12 is about the same instance; an equal subscriber was
+    refused, and the refusal cancelled the first one's run without a terminal signal."""
+    publisher = Flow.range(5).to_publisher(engine=engine)
+    a, b = EqualToEveryOther(), EqualToEveryOther()
+    publisher.subscribe(a)
+    publisher.subscribe(b)
+    assert a.wait() == [0, 1, 2, 3, 4, "complete"]
+    assert b.wait() == [0, 1, 2, 3, 4, "complete"]

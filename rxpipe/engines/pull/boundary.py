@@ -108,15 +108,18 @@ class Boundary:
                 async for item in src:
                     stats.received += 1
                     if len(buf) >= n and policy is not Overflow.BACKPRESSURE:
-                        stats.dropped += 1
-                        if policy is Overflow.FAIL:
-                            raise annotate(overflow_error(stats.name, n), stats.name)
-                        if policy is Overflow.DROP_OLDEST:
-                            buf.popleft()
-                            buf.append(item)
-                        ready.set()
-                        await asyncio.sleep(0)  # a turn for the consumer: it may take one
-                        continue
+                        # Full: a consumer that is not busy elsewhere takes an item in this
+                        # turn; one that still has not, is (an awaiting map_async, say).
+                        await asyncio.sleep(0)
+                        if len(buf) >= n:
+                            stats.dropped += 1
+                            if policy is Overflow.FAIL:
+                                raise annotate(overflow_error(stats.name, n), stats.name)
+                            if policy is Overflow.DROP_OLDEST:
+                                buf.popleft()
+                                buf.append(item)
+                            ready.set()
+                            continue
                     buf.append(item)
                     ready.set()
                     if len(buf) >= n and policy is Overflow.BACKPRESSURE:

@@ -45,9 +45,10 @@ class FlowPublisher(Generic[T]):
         self._plan = plan
         self._engine = engine
         self._lock = threading.Lock()
-        # Subscribers seen, weakly: a second subscribe of the same instance is refused
-        # (rule 2.12), without keeping any subscriber alive (rule 3.13).
-        self._seen: weakref.WeakKeyDictionary[Any, _Seen] = weakref.WeakKeyDictionary()
+        # Subscribers seen, by identity and weakly: a second subscribe of the same instance
+        # is refused (rule 2.12; an equal but distinct subscriber is another subscriber),
+        # without keeping any subscriber alive (rule 3.13).
+        self._seen: dict[int, tuple[weakref.ref[Any], _Seen]] = {}
 
     def __repr__(self) -> str:
         return f"<FlowPublisher {self._plan.source_name} on {self._engine.name}>"
@@ -57,14 +58,9 @@ class FlowPublisher(Generic[T]):
             raise TypeError("rule 1.9: subscribe(None): the subscriber must not be None")
         seen = _Seen()
         with self._lock:
-            try:
-                earlier = self._seen.get(subscriber)
-                if earlier is None:
-                    self._seen[subscriber] = seen
-                else:
-                    earlier.rejected = True
-            except TypeError:  # not weak-referenceable or not hashable: cannot track it
-                earlier = None
+            earlier = self._remember(subscriber, seen)
+            if earlier is not None:
+                earlier.rejected = True
         if earlier is not None:
             self._reject_again(subscriber, earlier)
             return
@@ -92,6 +88,25 @@ class FlowPublisher(Generic[T]):
             sub.cancel()
         elif isinstance(sub, _PumpedSubscription):
             sub.activate()  # on_next may come from the pump's thread: only after on_subscribe
+
+    def _remember(self, subscriber: object, seen: _Seen) -> _Seen | None:
+        """Record ``subscriber`` (under the lock); what was recorded for it earlier, if any."""
+        key = id(subscriber)
+        entry = self._seen.get(key)
+        if entry is not None and entry[0]() is subscriber:
+            return entry[1]
+        seen_map = self._seen
+
+        def forget(ref: weakref.ref[Any]) -> None:  # the subscriber is gone: so is its id
+            if seen_map.get(key, (None,))[0] is ref:
+                del seen_map[key]
+
+        try:
+            ref = weakref.ref(subscriber, forget)
+        except TypeError:  # not weak-referenceable: it cannot be tracked
+            return None
+        seen_map[key] = (ref, seen)
+        return None
 
     @staticmethod
     def _reject_again(subscriber: Subscriber[T], earlier: _Seen) -> None:
