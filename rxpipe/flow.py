@@ -963,15 +963,21 @@ class Flow(Generic[T_co]):
         operators downstream see a well-behaved push source. Disposing the subscription
         cancels the run (what was in flight is counted as ``lost``). The run starts on the
         subscription's scheduler (``subscribe(..., scheduler=)``, ``ops.subscribe_on``;
-        the ``CurrentThreadScheduler`` by default); a flow that waits (async stages, a
-        ``Flow.queue`` or ``from_observable`` source) signals from a thread of its own, so
-        use ``ops.observe_on`` to choose where the observer runs. An exception raised by the
-        observer's ``on_next`` is logged on the ``"rxpipe"`` logger and cancels the run.
+        the ``CurrentThreadScheduler`` by default). A synchronous flow on the pull engine
+        is produced right there: on the ``CurrentThreadScheduler`` it delivers everything
+        inside ``subscribe()``. Any other run (every push-engine run; a flow that waits:
+        async stages, a ``Flow.queue`` or ``from_observable`` source) is served from the
+        publisher's thread: ``subscribe()`` returns at once and the signals come from that
+        thread, so wait for ``on_completed``/``on_error`` and use ``ops.observe_on`` to
+        choose where the observer runs. An exception raised by the observer's ``on_next``
+        is logged on the ``"rxpipe"`` logger and cancels the run.
 
         Args:
             engine: the engine each subscription's run uses.
             on_report: called with each subscription's :class:`~rxpipe.Report` when its run
-                ended (completed, failed or disposed).
+                ended: before the observer's ``on_completed``/``on_error``; after a
+                disposal, once the run stopped (for a run delivering inside ``subscribe()``,
+                before it returns; otherwise from the thread ending the run).
 
         Raises:
             ImportError: ``reactivex`` is not installed (``pip install 'rxpipe[rx]'``).

@@ -13,7 +13,10 @@ it where rxpipe can bound it:
   :class:`~rxpipe.MissingBackpressureError` saying so.
 * :func:`to_observable` turns a flow into a cold ``reactivex.Observable``: each subscription
   runs the flow through its Reactive Streams publisher, requesting :data:`BATCH` items at a
-  time; disposing the subscription cancels the run.
+  time; disposing the subscription cancels the run. A run the engine produces inline (a
+  synchronous flow on the pull engine) delivers on the subscribing thread; any other run
+  delivers from the publisher's pump thread. ``on_report`` gets the run's Report before the
+  observer gets ``on_completed``/``on_error``; after a disposal, once the run has stopped.
 
 This is the only module of rxpipe that imports ``reactivex``; ``rxpipe.flow`` imports it only
 when one of the two bridges is used, so ``reactivex`` stays an optional extra (``rxpipe[rx]``).
@@ -86,6 +89,17 @@ def _on_event_loop() -> bool:
     except RuntimeError:
         return False
     return True
+
+
+#: ``delivering`` is True on a thread while it hands an item of a pumped ``to_observable`` run
+#: to the observer. That thread is the publisher's pump, and the event loop running on it
+#: serves that one run only: blocking it in ``on_next`` stalls nothing but that run, which is
+#: backpressure, not a deadlock (see :meth:`_Bridge._must_not_block`).
+_PUMP: Final = threading.local()
+
+
+def _delivering_from_a_pump() -> bool:
+    return bool(getattr(_PUMP, "delivering", False))
 
 
 @final
@@ -258,7 +272,12 @@ class _Bridge(Generic[T]):
             self._accept_locked(item)
 
     def _must_not_block(self) -> bool:
-        return threading.get_ident() == self._consumer or _on_event_loop()
+        if threading.get_ident() == self._consumer:
+            return True
+        # An event loop's thread must not wait (its tasks may be the consumer, or the
+        # observable's scheduler), unless it is a to_observable pump's, which runs nothing else
+        # (a round trip through a push engine: flow.to_observable() into from_observable()).
+        return _on_event_loop() and not _delivering_from_a_pump()
 
     # -- subscribing and disposing -----------------------------------------------------------
     def _start(self) -> None:
@@ -517,18 +536,28 @@ class _ReportingEngine(Engine):
     def open(self, plan: Plan) -> Run[Any]:
         return _ReportingRun(self._inner.open(plan), self._on_report)
 
+    # how the publisher serves a run is the inner engine's to decide, not the wrapper's
+    def runs_inline(self, plan: Plan) -> bool:
+        return self._inner.runs_inline(plan)
+
+    def refuses_running_loop(self, plan: Plan) -> bool:
+        return self._inner.refuses_running_loop(plan)
+
 
 @final
 class _ObserverSubscriber(Generic[T]):
     """A Reactive Streams subscriber feeding one RxPY observer, demand in batches.
 
     RS signals are serial (rule 1.3), so only ``dispose`` (any thread) needs the lock.
+    ``pumped``: the run is served by the publisher's pump (not produced inline in
+    ``request``), so items reach ``on_next`` on the pump's thread, inside its event loop.
     """
 
-    __slots__ = ("_done", "_lock", "_observer", "_outstanding", "_subscription")
+    __slots__ = ("_done", "_lock", "_observer", "_outstanding", "_pumped", "_subscription")
 
-    def __init__(self, observer: ObserverBase[T]) -> None:
+    def __init__(self, observer: ObserverBase[T], *, pumped: bool = False) -> None:
         self._observer = observer
+        self._pumped = pumped
         self._lock = threading.Lock()
         self._subscription: Subscription | None = None
         self._outstanding = 0
@@ -547,6 +576,9 @@ class _ObserverSubscriber(Generic[T]):
     def on_next(self, item: T) -> None:
         if self._done:
             return
+        mark = self._pumped and not _delivering_from_a_pump()
+        if mark:
+            _PUMP.delivering = True
         try:
             self._observer.on_next(item)
         except Exception as exc:
@@ -557,6 +589,9 @@ class _ObserverSubscriber(Generic[T]):
             )
             self.dispose()
             return
+        finally:
+            if mark:
+                _PUMP.delivering = False
         self._outstanding -= 1
         if self._outstanding <= BATCH // 4 and not self._done:  # replenish at 3/4 used
             subscription = self._subscription
@@ -606,11 +641,12 @@ def to_observable(
 
     runs: Engine = engine if on_report is None else _ReportingEngine(engine, on_report)
     publisher: FlowPublisher[Any] = FlowPublisher(plan, runs)
+    pumped = not runs.runs_inline(plan)
 
     def subscribe(
         observer: ObserverBase[Any], scheduler: SchedulerBase | None = None
     ) -> DisposableBase:
-        subscriber: _ObserverSubscriber[Any] = _ObserverSubscriber(observer)
+        subscriber: _ObserverSubscriber[Any] = _ObserverSubscriber(observer, pumped=pumped)
 
         def start(_: SchedulerBase, __: Any = None) -> None:
             if _on_event_loop():
@@ -625,9 +661,12 @@ def to_observable(
 
         # Scheduled, not run inline: Observable.subscribe has set up the trampoline, so the
         # subscription's disposable is in place before the first item (take() can dispose).
-        # On the CurrentThreadScheduler a synchronous run delivers inside subscribe(), as
-        # reactivex.from_iterable does; subscribe(..., scheduler=ThreadPoolScheduler()) makes
-        # subscribe() return at once, so that dispose() from another thread can stop it.
+        # On the CurrentThreadScheduler a run the engine produces inline (a synchronous flow
+        # on the pull engine) delivers inside subscribe(), as reactivex.from_iterable does;
+        # subscribe(..., scheduler=ThreadPoolScheduler()) makes subscribe() return at once, so
+        # that dispose() from another thread can stop it. Any other run (push engines, flows
+        # that wait) is served by the publisher's pump: subscribe() returns at once and the
+        # signals come from the pump's thread.
         sched = scheduler or CurrentThreadScheduler.singleton()
         return CompositeDisposable(sched.schedule(start), Disposable(subscriber.dispose))
 

@@ -65,11 +65,67 @@ def test_errors_of_the_flow_reach_on_error(engine: Engine) -> None:
         return x
 
     items: list[int] = []
-    errors: list[Exception] = []
-    Flow.range(10).map(boom).to_observable(engine=engine).subscribe(items.append, errors.append)
+    failed: Future[Exception] = Future()
+    Flow.range(10).map(boom).to_observable(engine=engine).subscribe(
+        items.append, failed.set_result, lambda: failed.set_exception(AssertionError("completed"))
+    )
+    error = failed.result(timeout=20)  # push engines signal from the publisher's thread
     assert items == [0, 1, 2]
-    [error] = errors
     assert isinstance(error, ValueError)
+
+
+def test_where_the_items_are_delivered(engine: Engine) -> None:
+    """A run the engine produces inline (a synchronous flow on the pull engine) delivers inside
+    subscribe() on the CurrentThreadScheduler; any other run is served by the publisher's
+    pump, so subscribe() returns without waiting for it."""
+    gate = threading.Event()
+
+    def gated() -> Iterator[int]:
+        assert gate.wait(20)
+        yield from range(5)
+
+    flow = Flow.from_iterable(gated())
+    items: list[int] = []
+    done = threading.Event()
+    inline = engine.runs_inline(flow.plan)
+    if inline:
+        gate.set()  # the run executes right here: it must not wait
+    flow.to_observable(engine=engine).subscribe(items.append, on_completed=done.set)
+    if inline:
+        assert done.is_set()
+        assert items == list(range(5))
+    else:
+        assert not done.is_set()  # subscribe() returned while the run waits at its source
+        gate.set()
+        assert done.wait(20)
+        assert items == list(range(5))
+
+
+@pytest.mark.parametrize("fails", [False, True], ids=["completed", "failed"])
+def test_on_report_comes_before_the_terminal_signal(engine: Engine, fails: bool) -> None:
+    def boom(x: int) -> int:
+        if fails and x == 3:
+            raise ValueError("three")
+        return x
+
+    runs = Reports()
+    reported: Future[int] = Future()  # how many Reports the terminal signal found
+    Flow.range(5).map(boom).to_observable(engine=engine, on_report=runs).subscribe(
+        on_error=lambda _: reported.set_result(len(runs.reports)),
+        on_completed=lambda: reported.set_result(len(runs.reports)),
+    )
+    assert reported.result(timeout=20) == 1
+
+
+def test_a_disposal_inside_an_inline_run_is_reported_before_subscribe_returns() -> None:
+    runs = Reports()
+    got: list[int] = []
+    endless = Flow.from_iterable(itertools.count()).to_observable(engine="pull", on_report=runs)
+    endless.pipe(ops.take(3)).subscribe(got.append)  # take() disposes from inside on_next
+    assert got == [0, 1, 2]
+    [report] = runs.reports  # no waiting: the run was produced and ended inside subscribe()
+    assert report.delivered >= 3
+    assert report.stages["from_iterable"].emitted == report.delivered + report.lost
 
 
 def test_demand_is_requested_in_bounded_batches(engine: Engine) -> None:
@@ -90,7 +146,9 @@ def test_demand_is_requested_in_bounded_batches(engine: Engine) -> None:
         most_ahead = max(most_ahead, pulled - seen)
 
     seen = 0
-    flow.to_observable(engine=engine).subscribe(on_next)
+    done = threading.Event()
+    flow.to_observable(engine=engine).subscribe(on_next, on_completed=done.set)
+    assert done.wait(20)  # push engines signal from the publisher's thread
     assert seen == 3 * BATCH
     assert 0 <= most_ahead <= BATCH + read_ahead(engine, flow)
 
