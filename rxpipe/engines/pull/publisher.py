@@ -280,6 +280,7 @@ class _PumpedSubscription(Subscription, Generic[T]):
         "_done",
         "_drain_loop",
         "_end",
+        "_idle",
         "_items",
         "_lock",
         "_loop",
@@ -306,6 +307,7 @@ class _PumpedSubscription(Subscription, Generic[T]):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
         self._wake: asyncio.Event | None = None
+        self._idle = False  # the pump waits for demand: only then does a request wake it
         self._drain_loop = DrainLoop(self._drain)
 
     # -- Subscription ----------------------------------------------------------------------------
@@ -347,8 +349,13 @@ class _PumpedSubscription(Subscription, Generic[T]):
 
     # -- the pump, on its own loop ---------------------------------------------------------------
     def _poke(self) -> None:
+        """Wake the pump if it waits for demand (a cross-thread wake-up is a system call:
+        never one per item while the pump is busy anyway)."""
         with self._lock:
             loop, wake = self._loop, self._wake
+            if not self._idle:
+                return
+            self._idle = False
         if loop is not None and wake is not None:
             try:
                 loop.call_soon_threadsafe(wake.set)
@@ -395,7 +402,12 @@ class _PumpedSubscription(Subscription, Generic[T]):
                         break
                     wake.clear()
                     with self._lock:
-                        want = self._requested > len(self._items) or self._cancelled
+                        want = (
+                            self._requested > len(self._items)
+                            or self._cancelled
+                            or self._bad is not None
+                        )
+                        self._idle = not want
                     if not want:
                         await wake.wait()
                 if stop:
