@@ -17,8 +17,16 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine, Generator, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Callable,
+    Coroutine,
+    Generator,
+    Iterator,
+    Mapping,
+)
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Final, Literal, final
 
 from rxpipe.engines.base import (
@@ -155,6 +163,11 @@ class PushEngine(Engine):
         return PushRun(self, plan)
 
 
+def _took_an_item(receiving: Future[Any]) -> bool:
+    """Whether a finished helper receive returned an item (not an end or a broken channel)."""
+    return receiving.done() and not receiving.cancelled() and receiving.exception() is None
+
+
 def _async_runner(node: Node, ports: PushPorts, outbox: Any) -> Coroutine[Any, Any, None]:
     """The runner for one stage: a lowering for plain map/filter, else the generic loop."""
     policy = _overflow(node)
@@ -251,6 +264,7 @@ class PushRun(Run[Any]):
     """One run on the push engine: channels, one runner per stage, and a consumer end."""
 
     __slots__ = (
+        "_agen",
         "_channels",
         "_closed",
         "_engine",
@@ -278,6 +292,7 @@ class PushRun(Run[Any]):
         self._threads: list[threading.Thread] = []
         self._thread_errors: list[BaseException] = []
         self._sync_iter: Iterator[Any] | None = None
+        self._agen: AsyncGenerator[Any, None] | None = None
         self._source_loop: _LoopSource | None = None
         self._pool: ThreadPoolExecutor | None = None
         self._report: Report | None = None
@@ -357,7 +372,7 @@ class PushRun(Run[Any]):
             t.start()
 
     # -- asyncio runtime -----------------------------------------------------------------------
-    async def _aiter_asyncio(self) -> AsyncIterator[Any]:
+    async def _aiter_asyncio(self) -> AsyncGenerator[Any, None]:
         self._start_tasks()
         last = self._channels[-1]
         receive_nowait = last.receive_nowait
@@ -426,13 +441,14 @@ class PushRun(Run[Any]):
         if self._thread_errors:
             raise self._thread_errors[0]  # raised by a stage after its end (see fail_stage)
 
-    async def _aiter_threads(self) -> AsyncIterator[Any]:
+    async def _aiter_threads(self) -> AsyncGenerator[Any, None]:
         """Threads runtime consumed from async code: receive on a private helper thread."""
         loop = asyncio.get_running_loop()
         pool = self._pool = ThreadPoolExecutor(1, thread_name_prefix="rxpipe-consumer")
         self._start_threads()
         last = self._channels[-1]
         receive_nowait = last.receive_nowait
+        receiving: Future[Any] | None = None
         try:
             while True:
                 # One item at a time: a batch held here would let upstream run further ahead
@@ -441,7 +457,9 @@ class PushRun(Run[Any]):
                     try:
                         item = receive_nowait()
                     except WouldBlock:
-                        item = await loop.run_in_executor(pool, last.receive)
+                        receiving = pool.submit(last.receive)
+                        item = await asyncio.wrap_future(receiving)
+                        receiving = None
                 except EndOfChannel:
                     return
                 self.delivered += 1
@@ -449,8 +467,16 @@ class PushRun(Run[Any]):
                 del item
         finally:
             self._signal_stop()  # wakes the helper thread too, if it is blocked receiving
+
+            def stop() -> None:
+                # On the helper, after its pending receive: cancelled while the helper
+                # waited, an item it took after all was in flight (counted before the Report).
+                if receiving is not None and _took_an_item(receiving):
+                    self._stats[-1].lost += 1
+                self._stop_threads()
+
             try:
-                await loop.run_in_executor(pool, self._stop_threads)
+                await loop.run_in_executor(pool, stop)
             finally:  # even when cancelled meanwhile: the helper finishes the join, then ends
                 pool.shutdown(wait=True)
                 self._pool = None
@@ -511,9 +537,9 @@ class PushRun(Run[Any]):
         run_on_private_loop(drain(), "a push/asyncio run from sync code")
 
     def __aiter__(self) -> AsyncIterator[Any]:
-        if self._engine.runtime == "threads":
-            return self._aiter_threads()
-        return self._aiter_asyncio()
+        agen = self._aiter_threads() if self._engine.runtime == "threads" else self._aiter_asyncio()
+        self._agen = agen  # aclose() closes it: its cleanup does the run's accounting
+        return agen
 
     def close(self) -> None:
         it, self._sync_iter = self._sync_iter, None
@@ -524,6 +550,12 @@ class PushRun(Run[Any]):
             self._finish()
 
     async def aclose(self) -> None:
+        agen, self._agen = self._agen, None
+        if agen is not None:
+            try:
+                await agen.aclose()  # left suspended at a yield: its cleanup stops the run
+            except RuntimeError:  # still running in another task: stopped below instead
+                pass
         if self._engine.runtime == "threads":
             if self._threads:
                 self._stop_threads()
