@@ -298,3 +298,22 @@ def test_handle_repr_and_properties() -> None:
     assert repr(handle) == "<QueueHandle 1/3 buffered, overflow=DROP_OLDEST, dropped=0>"
     handle.close()
     assert repr(handle).endswith("dropped=0, ended>")
+
+
+@pytest.mark.timeout(20)
+def test_sync_terminal_in_a_running_loop_refuses_before_taking_any_item(engine: Engine) -> None:
+    """Regression (new-user trial): on the pull engine the terminal took the buffered items,
+    then refused when it would wait: they vanished, counted nowhere."""
+
+    async def main() -> int:
+        flow, handle = Flow.queue(4, Overflow.DROP_NEWEST)
+        handle.offer(1)
+        handle.offer(2)
+        with pytest.raises(RuntimeError, match=r"await flow\.to_list_async\(\)"):
+            flow.to_list(engine=engine)
+        handle.offer(3)
+        handle.close()
+        report = await flow.run_async(engine=engine)
+        return report.delivered
+
+    assert asyncio.run(main()) == 3

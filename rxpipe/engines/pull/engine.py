@@ -72,6 +72,11 @@ class PullEngine(Engine):
         # without an event loop: the fused loop or the generic interpreter, nothing else.
         return not (plan.is_async or plan.source.prefers_async)
 
+    def refuses_running_loop(self, plan: Plan) -> bool:
+        # A source that waits (Flow.queue, a publisher) would block the loop once it ran dry:
+        # refuse before reading anything, so no item is taken and then stranded.
+        return not self.runs_inline(plan)
+
 
 class _GenericSegment:
     """A run of stages on the generic interpreter (a fresh interpreter per iteration)."""
