@@ -624,3 +624,32 @@ def test_a_terminal_whose_function_raises_leaves_nothing_running(
 async def _turns_zero(x: int) -> int:
     await asyncio.sleep(0)
     return x
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("overflow", [Overflow.BACKPRESSURE, Overflow.DROP_OLDEST])
+def test_breaking_out_of_async_for_then_running_again_reports_no_task_error(
+    overflow: Overflow,
+) -> None:
+    """Regression (new-user trial): the collector finalized a pull run's chain while the run's
+    own iterator closed it too: "Task exception was never retrieved ... aclose():
+    asynchronous generator is already running"."""
+
+    async def slow(x: int) -> int:
+        await asyncio.sleep(0.001)
+        return x
+
+    problems: list[dict[str, Any]] = []
+
+    async def main() -> int:
+        asyncio.get_running_loop().set_exception_handler(lambda _, ctx: problems.append(ctx))
+        flow = Flow.range(10**6).map_async(slow, concurrency=4).buffer(8, overflow=overflow)
+        async for x in flow:
+            if x == 4:
+                break
+        first: int = await flow.first_async()
+        await asyncio.sleep(0.05)  # the finalizer's tasks run meanwhile
+        return first
+
+    assert asyncio.run(main()) == 0
+    assert problems == []

@@ -345,6 +345,11 @@ class _Counted:
                 await close()
 
 
+def _is_running(agen: object) -> bool:
+    """Whether an async generator is being run (or closed) by someone else right now."""
+    return bool(getattr(agen, "ag_running", False))
+
+
 @final
 class PullRun(Run[Any]):
     """One run on the pull engine."""
@@ -492,7 +497,13 @@ class PullRun(Run[Any]):
             if self._agen is not None:
                 aclose = getattr(self._agen, "aclose", None)
                 if aclose is not None:
-                    await aclose()
+                    try:
+                        await aclose()
+                    except RuntimeError:
+                        # "already running": a loop left with `break` made the run garbage,
+                        # and the collector finalizes the chain on its own, concurrently
+                        if not _is_running(self._agen):
+                            raise
         finally:
             self._finish()
 
