@@ -280,7 +280,7 @@ def test_a_sync_terminal_inside_a_loop_refuses_to_wait() -> None:
     flow, handle = Flow.queue(2, Overflow.DROP_NEWEST)
 
     async def main() -> list[str]:
-        with pytest.raises(RuntimeError, match=r"use the terminal's async twin \(`await flow\."):
+        with pytest.raises(RuntimeError, match=r"use `await flow\.to_list_async\(\)` instead"):
             flow.to_list()
         assert not handle.closed  # the refused run did not end the queue
         handle.offer("x")
