@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import functools
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, Final, Generic, TypeVar, final
 
 from rxpipe.stages.errors import Node
@@ -41,6 +44,23 @@ class Run(ABC, Generic[T]):
     """One execution of a plan. Iterate it (sync or async, as the engine allows), then read
     :meth:`report`. Closing it early cancels the run; what was in flight is counted as lost.
     """
+
+    _given_back = 0
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        report = cls.__dict__.get("report")
+        # every engine's report() applies give_back(): written once, here
+        if report is not None and not getattr(report, "__isabstractmethod__", False):
+            cls.report = _counting_given_back(report)  # type: ignore[method-assign,assignment]
+
+    def give_back(self, n: int) -> None:
+        """``n`` items this run delivered were not taken after all (a publisher fetched them
+        for a subscriber that went away): :meth:`report` counts them lost at the last stage,
+        not delivered. Call it before the run is closed: a Report read earlier stays as it was.
+        """
+        if n > 0:
+            self._given_back += n
 
     @abstractmethod
     def __iter__(self) -> Iterator[T]:
@@ -83,6 +103,25 @@ class Run(ABC, Generic[T]):
     @abstractmethod
     def report(self) -> Report:
         """The run's Report; complete once the run ended."""
+
+
+def _counting_given_back(report: Callable[[Run[Any]], Report]) -> Callable[[Run[Any]], Report]:
+    """Wrap an engine's ``Run.report`` so that it applies :meth:`Run.give_back`."""
+
+    @functools.wraps(report)
+    def wrapper(self: Run[Any]) -> Report:
+        result = report(self)
+        n = self._given_back
+        if not n or not result.stages:
+            return result
+        stages = dict(result.stages)
+        last = next(reversed(stages))
+        stages[last] = dataclasses.replace(stages[last], lost=stages[last].lost + n)
+        return dataclasses.replace(
+            result, delivered=result.delivered - n, stages=MappingProxyType(stages)
+        )
+
+    return wrapper
 
 
 class Engine(ABC):

@@ -38,6 +38,7 @@ try:
     from reactivex import operators as ops
     from reactivex.abc import DisposableBase, ObserverBase, SchedulerBase
     from reactivex.disposable import CompositeDisposable, Disposable
+    from reactivex.observer import AutoDetachObserver
     from reactivex.scheduler import CurrentThreadScheduler
 except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
     raise ImportError(
@@ -48,7 +49,8 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
 from rxpipe.engines.base import Engine, Plan, Run
 from rxpipe.errors import MissingBackpressureError
 from rxpipe.spec import Subscription
-from rxpipe.stages.buffering import Overflow
+from rxpipe.stages.buffering import Overflow, overflow_error
+from rxpipe.stages.errors import annotate
 from rxpipe.stages.simple import check_count
 from rxpipe.stages.sources import Source
 
@@ -184,10 +186,7 @@ class _Bridge(Generic[T]):
     def on_next(self, item: T) -> None:
         dispose = False
         with self._lock:
-            if self._stopped:
-                return  # the run is over; its subscription is being disposed
-            if self._ended:
-                self._dropped += 1  # after a FAIL overflow: rejected, counted
+            if not self._admits_locked():
                 return
             if len(self._items) < self._buffer:
                 self._accept_locked(item)
@@ -203,12 +202,7 @@ class _Bridge(Generic[T]):
                 return
             if overflow is Overflow.FAIL:
                 self._dropped += 1
-                self._fail_locked(
-                    MissingBackpressureError(
-                        f"{_STAGE}: the observable emitted while the buffer of {self._buffer} "
-                        "was full (overflow=Overflow.FAIL)"
-                    )
-                )
+                self._fail_locked(annotate(overflow_error(_STAGE, self._buffer), _STAGE))
                 dispose = True
             elif self._must_not_block():
                 self._dropped += 1
@@ -242,6 +236,19 @@ class _Bridge(Generic[T]):
                 return
             self._ended = True
             self._wake_locked()
+
+    def _admits_locked(self) -> bool:
+        """Whether an emission may be buffered; if not, it is counted here. Once the bridge
+        failed (an ``Overflow.FAIL`` overflow, an emission that must not block), emissions
+        are rejected: dropped, like the one that overflowed. Once the run ended, they were
+        emitted but will never be read: lost."""
+        if self._ended:
+            self._dropped += 1
+            return False
+        if self._stopped:
+            self._lost += 1
+            return False
+        return True
 
     def _accept_locked(self, item: T) -> None:
         self._items.append(item)
@@ -320,8 +327,10 @@ class _Bridge(Generic[T]):
         """``take_while``'s predicate: once the run ended, the next emission completes the
         subscription, which disposes the observable even before ``subscribe`` returned (a
         synchronous observable blocked in ``on_next`` when the run was cancelled, or one
-        emitting everything inside ``subscribe`` after an ``Overflow.FAIL`` overflow)."""
-        return not (self._stopped or self._ended)
+        emitting everything inside ``subscribe`` after an ``Overflow.FAIL`` overflow). That
+        emission is counted like one that reaches :meth:`on_next` too late."""
+        with self._lock:
+            return self._admits_locked()
 
     def _dispose(self) -> None:
         with self._lock:
@@ -380,8 +389,7 @@ class _Bridge(Generic[T]):
                 if item is _NOT_YET:
                     # blocking here would block the loop, and an observable scheduled on it
                     ensure_no_running_loop(
-                        "waiting for a Flow.from_observable source in a sync terminal",
-                        "the _async terminal",
+                        "waiting for a Flow.from_observable source in a sync terminal"
                     )
                     with self._lock:
                         item = self._take_locked()
@@ -519,7 +527,7 @@ class _ReportingRun(Run[T]):
             return
         self._reported = True
         try:
-            self._on_report(self._inner.report())
+            self._on_report(self.report())  # with what the publisher gave back
         except Exception:
             _log.exception("to_observable(on_report=): the callback raised")
 
@@ -544,6 +552,22 @@ class _ReportingEngine(Engine):
         return self._inner.refuses_running_loop(plan)
 
 
+def _receiver(observer: ObserverBase[T]) -> Callable[[T], object]:
+    """What hands an item to ``observer``.
+
+    ``Observable.subscribe`` wraps the user's callbacks in an ``AutoDetachObserver``, whose
+    ``on_next`` silently discards an item once the subscription is disposed. Disposed from
+    another thread between our own check and its check, an item would be counted delivered
+    yet never received; so the bridge checks ``is_stopped`` itself and calls the wrapped
+    callback: an item either reaches the user or is counted lost.
+    """
+    if isinstance(observer, AutoDetachObserver):
+        inner = getattr(observer, "_on_next", None)
+        if callable(inner):
+            return inner  # type: ignore[no-any-return]
+    return observer.on_next
+
+
 @final
 class _ObserverSubscriber(Generic[T]):
     """A Reactive Streams subscriber feeding one RxPY observer, demand in batches.
@@ -553,10 +577,19 @@ class _ObserverSubscriber(Generic[T]):
     ``request``), so items reach ``on_next`` on the pump's thread, inside its event loop.
     """
 
-    __slots__ = ("_done", "_lock", "_observer", "_outstanding", "_pumped", "_subscription")
+    __slots__ = (
+        "_deliver",
+        "_done",
+        "_lock",
+        "_observer",
+        "_outstanding",
+        "_pumped",
+        "_subscription",
+    )
 
     def __init__(self, observer: ObserverBase[T], *, pumped: bool = False) -> None:
         self._observer = observer
+        self._deliver = _receiver(observer)
         self._pumped = pumped
         self._lock = threading.Lock()
         self._subscription: Subscription | None = None
@@ -574,13 +607,19 @@ class _ObserverSubscriber(Generic[T]):
         subscription.request(BATCH)
 
     def on_next(self, item: T) -> None:
-        if self._done:
+        if self._done or getattr(self._observer, "is_stopped", False):
+            # disposed meanwhile (the observer would discard it): not received, so not
+            # delivered; the run counts it lost
+            subscription = self._subscription
+            not_taken = getattr(subscription, "not_taken", None)
+            if not_taken is not None:
+                not_taken()
             return
         mark = self._pumped and not _delivering_from_a_pump()
         if mark:
             _PUMP.delivering = True
         try:
-            self._observer.on_next(item)
+            self._deliver(item)
         except Exception as exc:
             _log.error(
                 "the observer %r of flow.to_observable() raised from on_next; the run is cancelled",

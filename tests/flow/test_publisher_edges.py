@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
@@ -451,3 +452,19 @@ def test_equal_but_distinct_subscribers_are_two_subscribers(engine: Engine) -> N
     publisher.subscribe(b)
     assert a.wait() == [0, 1, 2, 3, 4, "complete"]
     assert b.wait() == [0, 1, 2, 3, 4, "complete"]
+
+
+def test_items_given_back_count_as_lost_at_the_last_stage(engine: Engine) -> None:
+    # what to_publisher's pump fetched for a subscriber that went away was counted delivered
+    flow = Flow.range(100).map(lambda x: x + 1)
+    run = engine.open(flow.plan)
+    taken = list(itertools.islice(iter(run), 5))
+    run.give_back(2)  # two of them never reached the subscriber
+    run.close()
+    report = run.report()
+    assert taken == [1, 2, 3, 4, 5]
+    assert report.delivered == 3
+    source, last = report.stages["range"], report.stages["map"]
+    assert source.emitted == report.delivered + report.lost
+    assert last.lost >= 2
+    assert run.report() == report  # the same every time it is read

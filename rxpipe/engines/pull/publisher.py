@@ -154,11 +154,13 @@ class _FlowSubscription(Subscription, Generic[T]):
         "_requested",
         "_run",
         "_subscriber",
+        "_untaken",
     )
 
     def __init__(self, subscriber: Subscriber[T], run: Run[T]) -> None:
         self._subscriber: Subscriber[T] | None = subscriber
         self._run = run
+        self._untaken = 0
         self._it: Iterator[T] | None = None
         self._lock = threading.Lock()
         self._requested = 0
@@ -186,11 +188,18 @@ class _FlowSubscription(Subscription, Generic[T]):
             self._cancelled = True
         self._drain_loop.schedule()
 
+    def not_taken(self) -> None:
+        """Called from inside ``on_next``: the item handed over was not taken after all."""
+        with self._lock:
+            self._untaken += 1
+
     def _end(self) -> Subscriber[T] | None:
         """Terminal bookkeeping: stop the run and drop the subscriber (rule 3.13)."""
         with self._lock:
             self._done = True
             subscriber, self._subscriber = self._subscriber, None
+            untaken, self._untaken = self._untaken, 0
+        self._run.give_back(untaken)  # fetched from the run, never received: lost, not delivered
         it, self._it = self._it, None
         if it is not None:
             close = getattr(it, "close", None)
@@ -280,15 +289,18 @@ class _PumpedSubscription(Subscription, Generic[T]):
         "_done",
         "_drain_loop",
         "_end",
+        "_handing",
         "_idle",
         "_items",
         "_lock",
         "_loop",
         "_requested",
         "_run",
+        "_settled",
         "_started",
         "_subscriber",
         "_task",
+        "_untaken",
         "_wake",
     )
 
@@ -308,6 +320,12 @@ class _PumpedSubscription(Subscription, Generic[T]):
         self._task: asyncio.Task[None] | None = None
         self._wake: asyncio.Event | None = None
         self._idle = False  # the pump waits for demand: only then does a request wake it
+        # Items fetched from the run but never received (cleared on cancel, or refused with
+        # not_taken): the run counts them lost, not delivered, before it is closed. So the
+        # pump closes it only once no item is in the middle of a hand-over (_handing).
+        self._untaken = 0
+        self._handing = False
+        self._settled: asyncio.Event | None = None  # the pump waits for the hand-over to end
         self._drain_loop = DrainLoop(self._drain)
 
     # -- Subscription ----------------------------------------------------------------------------
@@ -339,6 +357,11 @@ class _PumpedSubscription(Subscription, Generic[T]):
         else:
             self._close_unstarted()
         self._drain_loop.schedule()
+
+    def not_taken(self) -> None:
+        """Called from inside ``on_next``: the item handed over was not taken after all."""
+        with self._lock:
+            self._untaken += 1
 
     def _close_unstarted(self) -> None:
         """Cancelled (or refused) before any item was asked for: end the run here and now."""
@@ -425,6 +448,7 @@ class _PumpedSubscription(Subscription, Generic[T]):
         except Exception as exc:
             end = exc
         finally:
+            self._run.give_back(await self._settle())
             try:
                 await self._run.aclose()
             except Exception as exc:  # rules 3.15/3.16: reported, never raised at the caller
@@ -432,6 +456,37 @@ class _PumpedSubscription(Subscription, Generic[T]):
             with self._lock:
                 self._loop = self._task = self._wake = None
         return end
+
+    async def _settle(self) -> int:
+        """Wait until every fetched item was handed over, or never will be (cancelled); how
+        many were fetched but never received. Cancelled meanwhile, it waits on."""
+        self._drain_loop.schedule()  # hand over here what may be handed over at once
+        while True:
+            with self._lock:
+                if not self._handing and (
+                    not self._items or self._cancelled or self._bad is not None
+                ):
+                    untaken = self._untaken + len(self._items)
+                    self._untaken = 0
+                    self._items.clear()
+                    self._settled = None
+                    return untaken
+                settled = self._settled = asyncio.Event()
+            try:
+                await settled.wait()
+            except asyncio.CancelledError:  # the subscriber cancelled: check again
+                pass
+
+    def _handed(self) -> None:
+        """A hand-over ended: wake the pump if it waits for that to close the run."""
+        with self._lock:
+            self._handing = False
+            loop, settled = self._loop, self._settled
+        if loop is not None and settled is not None:
+            try:
+                loop.call_soon_threadsafe(settled.set)
+            except RuntimeError:
+                pass
 
     def _finish_pump(self, end: Any) -> None:
         with self._lock:
@@ -476,6 +531,7 @@ class _PumpedSubscription(Subscription, Generic[T]):
                 pass
             elif self._items and self._requested > 0:
                 item = self._items.popleft()
+                self._handing = True
                 if self._requested != MAX_DEMAND:
                     self._requested -= 1
             elif not self._items and self._end is not None:
@@ -492,9 +548,12 @@ class _PumpedSubscription(Subscription, Generic[T]):
             else:
                 signal_safely(subscriber, "on_error", end)
             return False
-        if not signal_safely(subscriber, "on_next", item):
+        taken = signal_safely(subscriber, "on_next", item)
+        if not taken:
             with self._lock:
                 self._cancelled = True
+        self._handed()
+        if not taken:
             self._interrupt()
             self._drop()
             return False
@@ -503,6 +562,7 @@ class _PumpedSubscription(Subscription, Generic[T]):
     def _drop_locked(self) -> None:
         self._done = True
         self._subscriber = None  # rule 3.13
+        self._untaken += len(self._items)  # fetched, never handed over: lost, not delivered
         self._items.clear()
 
     def _drop(self) -> None:
