@@ -59,7 +59,7 @@ class Boundary:
         buf: deque[Any] = deque()
         stats = self.stats
         exhausted = False
-        failure: Exception | None = None
+        failure: BaseException | None = None
         try:
             while True:
                 if not exhausted and len(buf) <= self.low:
