@@ -1,7 +1,7 @@
 """The demand-pull engine: synchronous islands run in the caller's thread, item by item on demand.
 
 A plan is cut into segments: maximal runs of fusible stages become one generated loop
-(``fused.py``), everything else is run by the generic interpreter (``interpreter.py``). Each
+(``fused.py``), everything else is run by the generic interpreter (``stages/chain.py``). Each
 segment is an iterator transform, so pulling an item from the run pulls exactly as much as
 needed through every segment: demand of one, with no buffering between stages. Sources that
 live on an event loop (async iterables, publishers signalling from other threads) make the
