@@ -23,6 +23,9 @@ from concurrent.futures import Executor
 from typing import TYPE_CHECKING, Any, Final, Generic, Literal, TypeVar, final, overload
 
 from rxpipe.engines.base import Engine, Plan, closing, ensure_no_running_loop
+from rxpipe.engines.pull.engine import PullEngine
+from rxpipe.engines.pull.publisher import FlowPublisher
+from rxpipe.engines.push.engine import PushEngine
 from rxpipe.stages._base import Stage
 from rxpipe.stages.async_map import MapAsync
 from rxpipe.stages.buffering import Buffer, Overflow
@@ -90,15 +93,9 @@ def resolve_engine(engine: EngineArg) -> Engine:
     if isinstance(engine, Engine):
         return engine
     if engine == "pull":
-        from rxpipe.engines.pull.engine import PullEngine
-
         return PullEngine()
     if engine == "push":
-        import importlib
-
-        push: Any = importlib.import_module("rxpipe.engines.push.engine")
-        engine_: Engine = push.PushEngine()
-        return engine_
+        return PushEngine()
     raise ValueError(f"engine must be 'pull', 'push' or an Engine instance, got {engine!r}")
 
 
@@ -307,9 +304,10 @@ class Flow(Generic[T_co]):
         """The items of all ``flows`` as they come: every flow runs at once (fan-in).
 
         Each flow's items keep their order; between flows, items come in the order they
-        arrive. Each flow runs as a run of its own on the pull engine, in an asyncio task
-        inside the merged run, so the merged flow needs an event loop (sync terminals run one
-        of their own). The flows' stages are not listed in the merged run's Report.
+        arrive. Each flow runs as a run of its own on the merged run's engine (with its
+        settings), read by an asyncio task inside the merged run, so the merged flow needs an
+        event loop (sync terminals run one of their own). The flows' stages are not listed in
+        the merged run's Report.
 
         Memory stays bounded: a flow with an item waiting for the consumer does not ask for
         the next one, so the merge holds at most one item per flow
@@ -330,9 +328,10 @@ class Flow(Generic[T_co]):
     def concat(*flows: Flow[T]) -> Flow[T]:
         """The items of each of ``flows`` in turn: a flow runs only after the previous completed.
 
-        Each flow runs as a run of its own on the pull engine; their stages are not listed in
-        the concatenated run's Report. The result is synchronous when every flow is, else it
-        needs an event loop (sync terminals run one of their own).
+        Each flow runs as a run of its own on the concatenated run's engine (with its
+        settings); their stages are not listed in the concatenated run's Report. The result is
+        synchronous when every flow is, else it needs an event loop (sync terminals run one of
+        their own).
 
         - Emits when: the running flow has an item and downstream asks.
         - Backpressures when: downstream backpressures.
@@ -940,8 +939,6 @@ class Flow(Generic[T_co]):
 
     def to_publisher(self, *, engine: EngineArg = "pull") -> Publisher[T_co]:
         """A cold, spec-compliant Publisher: each ``subscribe`` runs the flow anew."""
-        from rxpipe.engines.pull.publisher import FlowPublisher
-
         resolved = resolve_engine(engine)
         resolved.open(self.plan)  # bad engine settings fail here, when the publisher is made
         return FlowPublisher(self.plan, resolved)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Sequence
 from concurrent.futures import Executor
-from typing import Any, ClassVar, Final, Generic, TypeVar, final
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Generic, TypeVar, final
 
 from rxpipe.engines.pull.processor import FlowProcessor
 from rxpipe.flow import Flow
@@ -20,6 +20,9 @@ from rxpipe.stages.buffering import Overflow
 from rxpipe.stages.chain import Interpreter
 from rxpipe.stages.errors import ErrorMode, Node
 from rxpipe.stages.sources import Source
+
+if TYPE_CHECKING:
+    from rxpipe.stages.plan import RunContext
 
 __all__ = ("Fragment", "stage")
 
@@ -36,10 +39,10 @@ class _NoSource(Source[Any]):
 
     operator: ClassVar[str] = "fragment input"
 
-    def open_async(self) -> Any:
+    def open_async(self, ctx: RunContext) -> Any:
         raise TypeError("a Fragment has no source: attach it with flow.via(fragment)")
 
-    def open(self) -> Any:
+    def open(self, ctx: RunContext) -> Any:
         raise TypeError("a Fragment has no source: attach it with flow.via(fragment)")
 
 

@@ -1,4 +1,8 @@
-"""The front door: ``rxpipe.__all__`` is a sorted tuple that names every public class and function.
+"""The front doors: each public package's ``__all__`` is a sorted tuple naming every public
+class and function it holds (anyio's rule: an ``__all__`` in every public module, tested).
+
+Public packages are those whose path has no ``_``-prefixed part (``rxpipe._core`` is private);
+:data:`PUBLIC_PACKAGES` lists them, and a test keeps the list complete.
 
 The order is ruff's RUF022 "isort-style" order: SCREAMING_CASE constants first, then
 CamelCase classes, then everything else, each group in natural order (``x2`` before ``x10``).
@@ -7,12 +11,42 @@ CamelCase classes, then everything else, each group in natural order (``x2`` bef
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import re
+from pathlib import Path
+from types import ModuleType
+from typing import Final
 
 import pytest
 
 import rxpipe
+
+PUBLIC_PACKAGES: Final = (
+    "rxpipe",
+    "rxpipe.engines",
+    "rxpipe.engines.pull",
+    "rxpipe.engines.push",
+    "rxpipe.interop",
+    "rxpipe.stages",
+    "rxpipe.telemetry",
+    "rxpipe.testing",
+)
+
+
+@pytest.fixture(params=PUBLIC_PACKAGES)
+def package(request: pytest.FixtureRequest) -> ModuleType:
+    return importlib.import_module(request.param)
+
+
+def test_every_public_package_is_checked() -> None:
+    root = Path(rxpipe.__file__).parent
+    found = {
+        ".".join(("rxpipe", *init.parent.relative_to(root).parts))
+        for init in root.rglob("__init__.py")
+        if not any(part.startswith("_") for part in init.parent.relative_to(root).parts)
+    }
+    assert found == set(PUBLIC_PACKAGES)
 
 
 def _ruf022_key(name: str) -> tuple[int, list[int | str]]:
@@ -41,40 +75,40 @@ def test_ruf022_key_matches_ruff(ruff_order: list[str]) -> None:
     assert sorted(reversed(ruff_order), key=_ruf022_key) == ruff_order
 
 
-def test_all_is_a_tuple() -> None:
-    assert isinstance(rxpipe.__all__, tuple)
+def test_all_is_a_tuple(package: ModuleType) -> None:
+    assert isinstance(package.__all__, tuple)
 
 
-def test_all_is_sorted_without_duplicates() -> None:
-    names = list(rxpipe.__all__)
-    assert len(set(names)) == len(names), "duplicate names in rxpipe.__all__"
+def test_all_is_sorted_without_duplicates(package: ModuleType) -> None:
+    names = list(package.__all__)
+    assert len(set(names)) == len(names), f"duplicate names in {package.__name__}.__all__"
     assert names == sorted(names, key=_ruf022_key), (
-        "rxpipe.__all__ is not in RUF022 order; "
-        "run `ruff check --select RUF022 --fix rxpipe/__init__.py`"
+        f"{package.__name__}.__all__ is not in RUF022 order; "
+        f"run `ruff check --select RUF022 --fix {package.__file__}`"
     )
 
 
-def test_every_name_in_all_exists() -> None:
-    missing = [name for name in rxpipe.__all__ if not hasattr(rxpipe, name)]
+def test_every_name_in_all_exists(package: ModuleType) -> None:
+    missing = [name for name in package.__all__ if not hasattr(package, name)]
     assert missing == []
 
 
-def test_star_import_gives_exactly_all() -> None:
+def test_star_import_gives_exactly_all(package: ModuleType) -> None:
     namespace: dict[str, object] = {}
-    exec("from rxpipe import *", namespace)
+    exec(f"from {package.__name__} import *", namespace)
     namespace.pop("__builtins__")
-    assert sorted(namespace) == sorted(rxpipe.__all__)
+    assert sorted(namespace) == sorted(package.__all__)
 
 
-def test_every_public_class_and_function_is_in_all() -> None:
+def test_every_public_class_and_function_is_in_all(package: ModuleType) -> None:
     # Only rxpipe's own objects: a helper imported from the standard library into
-    # rxpipe/__init__.py is not part of the API.
+    # an __init__.py is not part of the API.
     unexported = [
         name
-        for name, obj in vars(rxpipe).items()
+        for name, obj in vars(package).items()
         if not name.startswith("_")
         and (inspect.isclass(obj) or inspect.isfunction(obj))
         and (getattr(obj, "__module__", None) or "").partition(".")[0] == "rxpipe"
-        and name not in rxpipe.__all__
+        and name not in package.__all__
     ]
-    assert unexported == [], f"public but not in rxpipe.__all__: {unexported}"
+    assert unexported == [], f"public but not in {package.__name__}.__all__: {unexported}"

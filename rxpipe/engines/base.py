@@ -7,37 +7,25 @@ import contextlib
 import dataclasses
 import functools
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from types import MappingProxyType
-from typing import Any, Final, Generic, TypeVar, final
+from typing import Any, Generic, TypeVar
 
-from rxpipe.stages.errors import Node
-from rxpipe.stages.sources import Source
+from rxpipe._core.loops import ASYNC_TWIN_HINT, ensure_no_running_loop
+from rxpipe.stages.plan import Plan, RunContext
 from rxpipe.telemetry.report import Report
 
-__all__ = ("ASYNC_TWIN_HINT", "Engine", "Plan", "Run", "ensure_no_running_loop")
+__all__ = (
+    "ASYNC_TWIN_HINT",
+    "Engine",
+    "Plan",
+    "Run",
+    "RunContext",
+    "closing",
+    "ensure_no_running_loop",
+)
 
 T = TypeVar("T")
-
-
-@final
-@dataclass(frozen=True, slots=True)
-class Plan:
-    """A flow as engines see it: a named source and the nodes after it, in order."""
-
-    source: Source[Any]
-    source_name: str
-    nodes: tuple[Node, ...]
-
-    @property
-    def is_async(self) -> bool:
-        """Whether the plan needs an event loop to run."""
-        return self.source.is_async or any(getattr(n.stage, "is_async", False) for n in self.nodes)
-
-    def names(self) -> Sequence[str]:
-        """Stage names in pipeline order, the source first."""
-        return (self.source_name, *(n.name for n in self.nodes))
 
 
 class Run(ABC, Generic[T]):
@@ -154,29 +142,6 @@ class Engine(ABC):
         A synchronous plan runs in the caller's thread like any sync function call.
         """
         return plan.is_async
-
-
-#: The hint for sync code that cannot know which terminal called it.
-ASYNC_TWIN_HINT: Final = (
-    "the terminal's async twin (`await flow.to_list_async()` for `flow.to_list()`, "
-    "`async for x in flow` for `for x in flow`)"
-)
-
-
-def ensure_no_running_loop(what: str, instead: str = ASYNC_TWIN_HINT) -> None:
-    """Raise a clear error when sync code that would block the loop runs inside one.
-
-    Blocking the running loop would deadlock it; the async twin is the right call there.
-    ``instead`` names it, as written in the message: ``"`await flow.count_async()`"``.
-    """
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return
-    raise RuntimeError(
-        f"{what} cannot run inside a running event loop (it would block the loop); "
-        f"use {instead} instead"
-    )
 
 
 @contextlib.asynccontextmanager

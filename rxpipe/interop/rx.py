@@ -46,7 +46,7 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
         "'reactivex' package: pip install 'rxpipe[rx]'"
     ) from exc
 
-from rxpipe.engines.base import Engine, Plan, Run
+from rxpipe.engines.base import Engine, Plan, Run, RunContext
 from rxpipe.errors import MissingBackpressureError
 from rxpipe.spec import Subscription
 from rxpipe.stages.buffering import Overflow, overflow_error
@@ -479,10 +479,10 @@ class ObservableSource(Source[T]):
     def _bridge(self) -> _Bridge[T]:
         return _Bridge(self.observable, self.buffer, self.overflow, self.ledger)
 
-    def open(self) -> Iterator[T]:
+    def open(self, ctx: RunContext) -> Iterator[T]:
         return self._bridge().iterate()
 
-    def open_async(self) -> AsyncIterator[T]:
+    def open_async(self, ctx: RunContext) -> AsyncIterator[T]:
         return self._bridge().aiterate()
 
     def settle(self, stats: StageStats) -> None:

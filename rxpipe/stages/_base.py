@@ -290,8 +290,3 @@ class LinearStage(Stage[InT, OutT]):
     """
 
     operator: ClassVar[str] = "linear"
-
-
-def describe(stage: Stage[Any, Any]) -> str:
-    """A short human name for a stage blueprint (used in error messages)."""
-    return f"{type(stage).__name__}({stage.operator})"

@@ -47,8 +47,6 @@ class MapAsync(Stage[T, R]):
     operator: ClassVar[str] = "map_async"
     user_code: ClassVar[bool] = True
     is_async: ClassVar[bool] = True
-    #: This stage applies ``errors=`` itself, in output order (see the module docstring).
-    handles_errors: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
         check_async_callable(self.fn, "map_async(f): f", "use map(f) for synchronous work")

@@ -1,11 +1,12 @@
 """Fan-in sources: several flows into one (``Flow.merge``, ``Flow.concat``).
 
-Each input flow runs as a run of its own on the pull engine, inside the run of the combined
-flow: its stages pull exactly what the combined source asks for (plus what its own buffers
-hold), and stopping the combined run stops every input run. The inputs' stages are not
+Each input flow runs as a run of its own on the engine of the combined run (opened through
+its :class:`~rxpipe.stages.plan.RunContext`, with the same settings), inside that run: its
+stages pull exactly what the combined source asks for (plus what its own buffers hold), and
+stopping the combined run stops every input run. The inputs' stages are not
 listed in the combined run's Report; the combined source counts what it emitted.
 
-``merge`` runs every input at once, each in its own asyncio task, handing items over through
+``merge`` runs every input at once, each read by its own asyncio task, handing items over through
 a bounded queue: an input that produced :data:`MERGE_AHEAD` items the consumer has not taken
 yet waits before it asks its flow for the next one. ``concat`` runs one input after the other
 and needs no task: it is a plain (async) iterator over the inputs' items.
@@ -22,7 +23,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeVar
 from rxpipe.stages.sources import Source
 
 if TYPE_CHECKING:
-    from rxpipe.engines.base import Plan
+    from rxpipe.stages.plan import Plan, RunContext
 
 __all__ = ("MERGE_AHEAD", "AsyncConcatSource", "ConcatSource", "MergeSource")
 
@@ -34,13 +35,6 @@ T = TypeVar("T")
 MERGE_AHEAD: Final = 1
 
 
-def _pull_engine() -> Any:
-    # Imported when a run starts: blueprints never import engines at module level.
-    from rxpipe.engines.pull.engine import PullEngine
-
-    return PullEngine()
-
-
 @dataclass(frozen=True, slots=True)
 class MergeSource(Source[T]):
     """Blueprint of :meth:`rxpipe.Flow.merge`."""
@@ -49,15 +43,14 @@ class MergeSource(Source[T]):
     operator: ClassVar[str] = "merge"
     is_async: ClassVar[bool] = True
 
-    def open_async(self) -> AsyncIterator[T]:
-        return _merge(self.plans)
+    def open_async(self, ctx: RunContext) -> AsyncIterator[T]:
+        return _merge(ctx, self.plans)
 
 
-async def _merge(plans: tuple[Plan, ...]) -> AsyncIterator[Any]:
+async def _merge(ctx: RunContext, plans: tuple[Plan, ...]) -> AsyncIterator[Any]:
     """Every input's items as they come; the first error cancels the other inputs."""
     if not plans:
         return
-    engine = _pull_engine()
     loop = asyncio.get_running_loop()
     ready: deque[tuple[int, Any]] = deque()  # (input, item), in arrival order
     room = [asyncio.Semaphore(MERGE_AHEAD) for _ in plans]
@@ -66,7 +59,7 @@ async def _merge(plans: tuple[Plan, ...]) -> AsyncIterator[Any]:
     live = len(plans)
 
     async def pump(index: int, plan: Plan) -> None:
-        items: AsyncIterator[Any] = aiter(engine.open(plan))
+        items: AsyncIterator[Any] = aiter(ctx.open_input(plan))
         try:
             while True:
                 await room[index].acquire()  # released when the consumer takes the item
@@ -123,11 +116,11 @@ class ConcatSource(Source[T]):
     # an input may wait for items (a Flow.queue): inside a loop, await it rather than block
     prefers_async: ClassVar[bool] = True
 
-    def open(self) -> Iterator[T]:
-        return _concat(self.plans)
+    def open(self, ctx: RunContext) -> Iterator[T]:
+        return _concat(ctx, self.plans)
 
-    def open_async(self) -> AsyncIterator[T]:
-        return _aconcat(self.plans)
+    def open_async(self, ctx: RunContext) -> AsyncIterator[T]:
+        return _aconcat(ctx, self.plans)
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,21 +131,19 @@ class AsyncConcatSource(Source[T]):
     operator: ClassVar[str] = "concat"
     is_async: ClassVar[bool] = True
 
-    def open_async(self) -> AsyncIterator[T]:
-        return _aconcat(self.plans)
+    def open_async(self, ctx: RunContext) -> AsyncIterator[T]:
+        return _aconcat(ctx, self.plans)
 
 
-def _concat(plans: tuple[Plan, ...]) -> Iterator[Any]:
-    engine = _pull_engine()
+def _concat(ctx: RunContext, plans: tuple[Plan, ...]) -> Iterator[Any]:
     for plan in plans:
         # closing this generator closes the input's run (yield from forwards close())
-        yield from iter(engine.open(plan))
+        yield from iter(ctx.open_input(plan))
 
 
-async def _aconcat(plans: tuple[Plan, ...]) -> AsyncIterator[Any]:
-    engine = _pull_engine()
+async def _aconcat(ctx: RunContext, plans: tuple[Plan, ...]) -> AsyncIterator[Any]:
     for plan in plans:
-        items: AsyncIterator[Any] = aiter(engine.open(plan))
+        items: AsyncIterator[Any] = aiter(ctx.open_input(plan))
         try:
             async for item in items:
                 yield item

@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Final, Generic, TypeVar, final
 
+from rxpipe._core.loops import ensure_no_running_loop
 from rxpipe.errors import MissingBackpressureError
 from rxpipe.stages.buffering import Overflow
 from rxpipe.stages.simple import check_count
@@ -26,6 +27,7 @@ from rxpipe.stages.sources import Source
 
 if TYPE_CHECKING:
     from rxpipe.stages._base import StageStats
+    from rxpipe.stages.plan import RunContext
 
 __all__ = ("QueueHandle", "QueueSource", "QueueState")
 
@@ -191,8 +193,6 @@ class QueueState(Generic[T]):
 
     # -- the two readers -------------------------------------------------------------------------
     def iterate(self) -> Iterator[T]:
-        from rxpipe.engines.base import ensure_no_running_loop
-
         self.begin(None)
         refused = False
         try:
@@ -318,10 +318,10 @@ class QueueSource(Source[T]):
     # a sync run blocks on a condition; inside an event loop, await without blocking it
     prefers_async: ClassVar[bool] = True
 
-    def open(self) -> Iterator[T]:
+    def open(self, ctx: RunContext) -> Iterator[T]:
         return self.state.iterate()
 
-    def open_async(self) -> AsyncIterator[T]:
+    def open_async(self, ctx: RunContext) -> AsyncIterator[T]:
         return self.state.aiterate()
 
     def settle(self, stats: StageStats) -> None:

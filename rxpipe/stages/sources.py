@@ -12,9 +12,12 @@ from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar, Final, Generic, TypeVar
 
+from rxpipe.stages.bridge import PublisherBridge
+
 if TYPE_CHECKING:
     from rxpipe.spec import Publisher
     from rxpipe.stages._base import StageStats
+    from rxpipe.stages.plan import RunContext
 
 __all__ = (
     "AsyncIterableSource",
@@ -28,6 +31,10 @@ T = TypeVar("T")
 
 class Source(ABC, Generic[T]):
     """A source blueprint: sync sources implement ``open``, async ones ``open_async``.
+
+    Both take the :class:`~rxpipe.stages.plan.RunContext` of the run that opens the source:
+    a source that runs other flows (``merge``, ``concat``) opens them through it, on the
+    run's engine; the others ignore it.
 
     Sources that wait for items from elsewhere (``Flow.queue``) set :attr:`prefers_async`, so
     that asynchronous runs, and runs on a thread of their own that must be stoppable, await
@@ -43,12 +50,12 @@ class Source(ABC, Generic[T]):
     #: run; the push engine's threads runtime, which can then cancel a waiting source).
     prefers_async: ClassVar[bool] = False
 
-    def open(self) -> Iterator[T]:
+    def open(self, ctx: RunContext) -> Iterator[T]:
         """A fresh iterator over the items, for one run."""
         raise TypeError(f"{self.operator} is an async source; use an _async terminal")
 
     @abstractmethod
-    def open_async(self) -> AsyncIterator[T]:
+    def open_async(self, ctx: RunContext) -> AsyncIterator[T]:
         """A fresh async iterator over the items, for one run."""
 
     def settle(self, stats: StageStats) -> None:
@@ -100,10 +107,10 @@ class IterableSource(Source[T]):
     def name(self) -> str:
         return self.label
 
-    def open(self) -> Iterator[T]:
+    def open(self, ctx: RunContext) -> Iterator[T]:
         return iter(self.iterable)
 
-    def open_async(self) -> AsyncIterator[T]:
+    def open_async(self, ctx: RunContext) -> AsyncIterator[T]:
         return _aiter_sync(iter(self.iterable))
 
 
@@ -122,7 +129,7 @@ class AsyncIterableSource(Source[T]):
                 f"{type(self.aiterable).__name__}"
             )
 
-    def open_async(self) -> AsyncIterator[T]:
+    def open_async(self, ctx: RunContext) -> AsyncIterator[T]:
         return aiter(self.aiterable)
 
 
@@ -152,12 +159,8 @@ class PublisherSource(Source[T]):
                 f"from_publisher() needs a Publisher, got {type(self.publisher).__name__}"
             )
 
-    def open(self) -> Iterator[T]:
-        from rxpipe.engines.pull.bridge import PublisherBridge
-
+    def open(self, ctx: RunContext) -> Iterator[T]:
         return PublisherBridge(self.publisher, self.prefetch, self.label).iterate()
 
-    def open_async(self) -> AsyncIterator[T]:
-        from rxpipe.engines.pull.bridge import PublisherBridge
-
+    def open_async(self, ctx: RunContext) -> AsyncIterator[T]:
         return PublisherBridge(self.publisher, self.prefetch, self.label).aiterate()

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from rxpipe import Flow, Overflow
 from rxpipe.engines.base import Engine
+from rxpipe.engines.pull.engine import PullEngine
 from rxpipe.stages.fan_in import MERGE_AHEAD
 
 from .conftest import read_ahead
@@ -166,9 +167,35 @@ def test_cancelling_the_merged_flow_cancels_every_input(engine: Engine) -> None:
     assert all(t.closed for t in first)
 
 
+def _task_name(x: int) -> str | None:
+    """The name of the asyncio task a stage runs in (``None`` outside an event loop)."""
+    try:
+        task = asyncio.current_task()
+    except RuntimeError:
+        return None
+    return None if task is None else task.get_name()
+
+
+@pytest.mark.timeout(30)
+def test_merge_and_concat_run_their_inputs_on_the_runs_engine(engine: Engine) -> None:
+    """The pull engine fuses an input's sync stages into the merge's reading task (and a sync
+    concat into the caller's loop-less thread); the push engine gives each its own task."""
+    merged = Flow.merge(Flow.range(3).map(_task_name), Flow.range(3).map(_task_name))
+    concatenated = Flow.concat(Flow.range(3).map(_task_name), Flow.range(3).map(_task_name))
+    merge_tasks = set(merged.to_list(engine=engine))
+    concat_tasks = set(concatenated.to_list(engine=engine))
+    if isinstance(engine, PullEngine):
+        assert merge_tasks == {"rxpipe-merge-0", "rxpipe-merge-1"}
+        assert concat_tasks == {None}
+    else:
+        assert not merge_tasks & {"rxpipe-merge-0", "rxpipe-merge-1", None}
+        assert None not in concat_tasks
+
+
 @pytest.mark.timeout(30)
 def test_merge_memory_is_bounded_per_input(engine: Engine) -> None:
-    """No input runs more than MERGE_AHEAD items (+ the engine's own read-ahead) ahead."""
+    """No input runs more than MERGE_AHEAD items (+ the engine's read-ahead, of the merged
+    run and of the input's own run) ahead."""
     produced = [0, 0, 0]
 
     def counting(k: int) -> Iterator[tuple[int, int]]:
@@ -176,8 +203,10 @@ def test_merge_memory_is_bounded_per_input(engine: Engine) -> None:
             produced[k] += 1
             yield (k, i)
 
-    flow = Flow.merge(*(Flow.from_iterable(counting(k)) for k in range(3)))
-    slack = MERGE_AHEAD + 1 + read_ahead(engine, flow)  # + the item being handed over
+    inputs = [Flow.from_iterable(counting(k)) for k in range(3)]
+    flow = Flow.merge(*inputs)
+    # + the item being handed over; each input runs on the engine too, with its own read-ahead
+    slack = MERGE_AHEAD + 1 + read_ahead(engine, flow) + read_ahead(engine, inputs[0])
     delivered = [0, 0, 0]
     worst = 0
 

@@ -1,7 +1,7 @@
 """The demand-pull engine: synchronous islands run in the caller's thread, item by item on demand.
 
 A plan is cut into segments: maximal runs of fusible stages become one generated loop
-(``fused.py``), everything else is run by the generic interpreter (``interpreter.py``). Each
+(``fused.py``), everything else is run by the generic interpreter (``stages/chain.py``). Each
 segment is an iterator transform, so pulling an item from the run pulls exactly as much as
 needed through every segment: demand of one, with no buffering between stages. Sources that
 live on an event loop (async iterables, publishers signalling from other threads) make the
@@ -380,7 +380,7 @@ class PullRun(Run[Any]):
     # -- building the chain of iterators ---------------------------------------------------
     def _chain(self) -> Iterator[Any]:
         self._started = time.perf_counter()
-        it: Iterator[Any] = self._plan.source.open()
+        it: Iterator[Any] = self._plan.source.open(self)
         if not self._segments:
             return self._counted.iterate(it)
         position = 0  # index into self._stats of the stage upstream of the next segment
@@ -396,7 +396,7 @@ class PullRun(Run[Any]):
         # stays a plain iterator until something needs the loop; a generic segment reads it
         # inline, without a task per item.
         sync = not (source.is_async or source.prefers_async)
-        it: Any = source.open() if sync else source.open_async()
+        it: Any = source.open(self) if sync else source.open_async(self)
         if not self._segments:
             return self._counted.aiterate(_cooperative(it) if sync else it)
         position = 0
@@ -411,6 +411,10 @@ class PullRun(Run[Any]):
                 it, sync = seg.aiterate(_cooperative(it) if sync else it, upstream), False
         return _cooperative(it) if sync else it
 
+    # -- RunContext: what the source may ask of this run -------------------------------------
+    def open_input(self, plan: Plan) -> PullRun:
+        return self._engine.open(plan)
+
     # -- Run interface ---------------------------------------------------------------------
     def __iter__(self) -> Iterator[Any]:
         if self._plan.is_async:
@@ -419,7 +423,7 @@ class PullRun(Run[Any]):
         segs, sized = self._segments, self._sized()
         if len(segs) == 1 and isinstance(segs[0], FusedRun) and sized is not None:
             self._started = time.perf_counter()
-            direct = segs[0].iterate_builtin(self._plan.source.open(), sized)
+            direct = segs[0].iterate_builtin(self._plan.source.open(self), sized)
             if direct is not None:  # it names the stage of any error itself
                 self._gen = direct
                 return direct
@@ -460,7 +464,7 @@ class PullRun(Run[Any]):
         out: list[Any] = []
         self._started = time.perf_counter()
         try:
-            segs[0].collect(self._plan.source.open(), out, self._sized())
+            segs[0].collect(self._plan.source.open(self), out, self._sized())
         except Exception as exc:
             annotate(exc, self._plan.source_name)
             raise

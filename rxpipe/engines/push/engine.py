@@ -320,9 +320,9 @@ class PushRun(Run[Any]):
         source = self._plan.source
         first: Coroutine[Any, Any, None]
         if source.is_async or source.prefers_async:
-            first = run_source_async(source.open_async(), self._stats[0], self._channels[0])
+            first = run_source_async(source.open_async(self), self._stats[0], self._channels[0])
         else:  # a plain iterator: no async generator in between, batches straight in
-            first = run_iterator_source_async(source.open(), self._stats[0], self._channels[0])
+            first = run_iterator_source_async(source.open(self), self._stats[0], self._channels[0])
         coros = [first]
         coros += [
             _async_runner(node, p, self._channels[i + 1])
@@ -342,9 +342,9 @@ class PushRun(Run[Any]):
         # own thread; stopping the run cancels its wait (see _signal_stop).
         items: Iterator[Any]
         if source.is_async or source.prefers_async:
-            items = self._source_loop = _LoopSource(source.open_async())
+            items = self._source_loop = _LoopSource(source.open_async(self))
         else:
-            items = source.open()
+            items = source.open(self)
         targets: list[tuple[Any, tuple[Any, ...]]] = [
             (run_source_threads, (items, self._stats[0], self._channels[0]))
         ]
@@ -480,6 +480,19 @@ class PushRun(Run[Any]):
             finally:  # even when cancelled meanwhile: the helper finishes the join, then ends
                 pool.shutdown(wait=True)
                 self._pool = None
+
+    # -- RunContext: what the source may ask of this run ---------------------------------------
+    def open_input(self, plan: Plan) -> PushRun:
+        # Not engine.open: its buffer sizes name this run's stages, checked when it opened;
+        # an input's stages get the default size (and the size of a stage of the same name).
+        engine = self._engine
+        if engine.runtime == "threads":
+            # A source with inputs waits for them, so the threads runtime opens it with
+            # open_async, on its own thread's event loop (see _start_threads): the inputs run
+            # there as tasks, where async inputs share one loop, as they do on the other
+            # engines (asyncio objects belong to one loop, and a loop to one thread).
+            engine = PushEngine(buffer={**engine._sizes, "*": engine._default})
+        return PushRun(engine, plan)
 
     # -- Run interface -------------------------------------------------------------------------
     def __iter__(self) -> Iterator[Any]:

@@ -1,4 +1,5 @@
-"""The pull engine's subscriber edge: a Reactive Streams publisher as an (async) iterator.
+"""The subscriber edge of ``Flow.from_publisher``: a Reactive Streams publisher as an (async)
+iterator, on any engine (it needs only a lock, and an event loop when read asynchronously).
 
 The bridge requests ``prefetch`` items up front and tops the window up each time 75% of it
 was consumed (as Reactor and RxJava do), so a fast publisher is never asked one item at a
@@ -14,7 +15,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Iterator
 from typing import Any, Final, final
 
-from rxpipe.engines.base import ensure_no_running_loop
+from rxpipe._core.loops import ensure_no_running_loop
 from rxpipe.errors import MissingBackpressureError
 from rxpipe.spec import Publisher, Subscription
 

@@ -1,0 +1,64 @@
+"""A plan (a flow as engines see it) and the context a run opens its source with.
+
+Both belong to the blueprint layer: a source that runs other flows (``Flow.merge``,
+``Flow.concat``) holds their plans, and asks the run that opens it for runs of them through
+:class:`RunContext`, a protocol the engines' runs satisfy. So the inputs run on the engine
+the user chose, with its settings, and no blueprint imports an engine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol, final
+
+if TYPE_CHECKING:
+    from rxpipe.stages.errors import Node
+    from rxpipe.stages.sources import Source
+
+__all__ = ("InputRun", "Plan", "RunContext")
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """A flow as engines see it: a named source and the nodes after it, in order."""
+
+    source: Source[Any]
+    source_name: str
+    nodes: tuple[Node, ...]
+
+    @property
+    def is_async(self) -> bool:
+        """Whether the plan needs an event loop to run."""
+        return self.source.is_async or any(n.stage.is_async for n in self.nodes)
+
+    def names(self) -> Sequence[str]:
+        """Stage names in pipeline order, the source first."""
+        return (self.source_name, *(n.name for n in self.nodes))
+
+
+class InputRun(Protocol):
+    """A run of another plan, as a source reads it: iterate it once, sync or async.
+
+    Closing the iterator (``close()``/``aclose()``, as ``for`` and ``async for`` do when they
+    stop early) stops the run.
+    """
+
+    def __iter__(self) -> Iterator[Any]: ...
+
+    def __aiter__(self) -> AsyncIterator[Any]: ...
+
+
+class RunContext(Protocol):
+    """What a run offers the source it opens (``Source.open(ctx)``/``open_async(ctx)``).
+
+    Each engine's run satisfies it; most sources ignore it.
+    """
+
+    def open_input(self, plan: Plan) -> InputRun:
+        """A run of ``plan`` on this run's engine, with its settings: an input of the source.
+
+        Nothing happens until it is iterated; it is not listed in this run's Report.
+        """
+        ...
