@@ -29,7 +29,7 @@ import logging
 import threading
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Final, Generic, TypeVar, final
 
 try:
@@ -105,34 +105,6 @@ def _delivering_from_a_pump() -> bool:
 
 
 @final
-class _Ledger:
-    """What finished runs dropped and lost, until the engine settles each run's Report.
-
-    A source blueprint is shared by every run of its flow, and engines call
-    :meth:`Source.settle` once per run after its iterator closed: each run leaves one record,
-    taken in the order the runs ended.
-    """
-
-    __slots__ = ("_lock", "_records")
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._records: deque[tuple[int, int]] = deque()
-
-    def record(self, dropped: int, lost: int) -> None:
-        with self._lock:
-            self._records.append((dropped, lost))
-
-    def settle(self, stats: StageStats) -> None:
-        with self._lock:
-            if not self._records:
-                return  # the run never reached its source (nothing subscribed, nothing lost)
-            dropped, lost = self._records.popleft()
-        stats.dropped += dropped
-        stats.lost += lost
-
-
-@final
 class _Bridge(Generic[T]):
     """One run's subscription to the observable: the bounded buffer between its emitting
     threads and the run's consumer. Every method is thread-safe; the observer methods may be
@@ -147,13 +119,13 @@ class _Bridge(Generic[T]):
         "_ended",
         "_failure",
         "_items",
-        "_ledger",
         "_lock",
         "_lost",
         "_not_empty",
         "_not_full",
         "_observable",
         "_overflow",
+        "_stats",
         "_stopped",
         "_subscribed",
         "_thread",
@@ -161,12 +133,12 @@ class _Bridge(Generic[T]):
     )
 
     def __init__(
-        self, observable: Observable[T], buffer: int, overflow: Overflow, ledger: _Ledger
+        self, observable: Observable[T], buffer: int, overflow: Overflow, stats: StageStats
     ) -> None:
         self._observable = observable
         self._buffer = buffer
         self._overflow = overflow
-        self._ledger = ledger
+        self._stats = stats  # its own run's, for the drops and losses only it sees
         self._lock = threading.Lock()
         self._not_empty = threading.Condition(self._lock)  # a sync consumer waits here
         self._not_full = threading.Condition(self._lock)  # BACKPRESSURE emitters wait here
@@ -371,7 +343,8 @@ class _Bridge(Generic[T]):
         with self._lock:
             dropped, lost = self._dropped, self._lost
             self._dropped = self._lost = 0
-        self._ledger.record(dropped, lost)
+        self._stats.dropped += dropped
+        self._stats.lost += lost
 
     def iterate(self) -> Iterator[T]:
         from rxpipe.engines.base import ensure_no_running_loop
@@ -462,7 +435,6 @@ class ObservableSource(Source[T]):
     observable: Observable[T]
     buffer: int
     overflow: Overflow
-    ledger: _Ledger = field(default_factory=_Ledger, repr=False)
     operator: ClassVar[str] = _STAGE
     # a sync run waits on a condition; inside an event loop (async runs, the push engine's
     # threads runtime, which must be able to interrupt the wait) it awaits instead
@@ -476,17 +448,14 @@ class ObservableSource(Source[T]):
             )
         check_observable(self.observable)
 
-    def _bridge(self) -> _Bridge[T]:
-        return _Bridge(self.observable, self.buffer, self.overflow, self.ledger)
+    def _bridge(self, ctx: RunContext) -> _Bridge[T]:
+        return _Bridge(self.observable, self.buffer, self.overflow, ctx.source_stats)
 
     def open(self, ctx: RunContext) -> Iterator[T]:
-        return self._bridge().iterate()
+        return self._bridge(ctx).iterate()
 
     def open_async(self, ctx: RunContext) -> AsyncIterator[T]:
-        return self._bridge().aiterate()
-
-    def settle(self, stats: StageStats) -> None:
-        self.ledger.settle(stats)
+        return self._bridge(ctx).aiterate()
 
 
 # -- to_observable ---------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, final
 
 if TYPE_CHECKING:
+    from rxpipe.stages._base import StageStats
     from rxpipe.stages.errors import Node
     from rxpipe.stages.sources import Source
 
@@ -55,6 +56,13 @@ class RunContext(Protocol):
 
     Each engine's run satisfies it; most sources ignore it.
     """
+
+    @property
+    def source_stats(self) -> StageStats:
+        """This run's statistics of its source: a source that drops or loses items on its
+        own (a bridge from a producer that cannot wait) counts them here, in its own run's
+        Report, however many runs of the same flow are going on."""
+        ...
 
     def open_input(self, plan: Plan) -> InputRun:
         """A run of ``plan`` on this run's engine, with its settings: an input of the source.

@@ -376,3 +376,32 @@ def test_disposal_at_completion_is_seen_by_the_test_scheduler(engine: Engine) ->
     assert result.result() == ["a", "b"]
     [subscription] = xs.subscriptions
     assert (subscription.subscribe, subscription.unsubscribe) == (0, 30)
+
+
+def test_overlapping_runs_each_report_their_own_drops(engine: Engine) -> None:
+    """Regression (review): the counts went through a queue shared by every run of the flow,
+    so overlapping runs could swap their dropped/lost counts; each run counts into its own
+    source statistics now."""
+    sizes = iter([100, 1000])
+    observable = reactivex.defer(lambda _: reactivex.range(next(sizes)))
+    base = Flow.from_observable(observable, buffer=8, overflow=Overflow.DROP_NEWEST)
+    first_item = threading.Event()
+    release = threading.Event()
+
+    def hold(x: int) -> int:
+        first_item.set()
+        assert release.wait(10)
+        return x
+
+    reports: dict[str, Report] = {}
+    slow = threading.Thread(target=lambda: reports.update(a=base.map(hold).run(engine=engine)))
+    slow.start()
+    try:
+        assert first_item.wait(10)
+        reports["b"] = base.run(engine=engine)  # starts and ends while run a is held
+    finally:
+        release.set()
+        slow.join(10)
+    a, b = reports["a"].stages["from_observable"], reports["b"].stages["from_observable"]
+    assert (a.emitted, a.dropped) == (8, 92)
+    assert (b.emitted, b.dropped) == (8, 992)

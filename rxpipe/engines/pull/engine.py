@@ -412,6 +412,10 @@ class PullRun(Run[Any]):
         return _cooperative(it) if sync else it
 
     # -- RunContext: what the source may ask of this run -------------------------------------
+    @property
+    def source_stats(self) -> StageStats:
+        return self._stats[0]
+
     def open_input(self, plan: Plan) -> PullRun:
         return self._engine.open(plan)
 

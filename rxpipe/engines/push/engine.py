@@ -482,6 +482,10 @@ class PushRun(Run[Any]):
                 self._pool = None
 
     # -- RunContext: what the source may ask of this run ---------------------------------------
+    @property
+    def source_stats(self) -> StageStats:
+        return self._stats[0]
+
     def open_input(self, plan: Plan) -> PushRun:
         # Not engine.open: its buffer sizes name this run's stages, checked when it opened;
         # an input's stages get the default size (and the size of a stage of the same name).
