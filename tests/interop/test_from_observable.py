@@ -19,6 +19,7 @@ from reactivex.testing import ReactiveTest, TestScheduler
 from rxpipe import Flow, MissingBackpressureError, Overflow, Report
 from rxpipe.engines.base import Engine
 from rxpipe.stages.buffering import overflow_error
+from tests.flow.conftest import read_ahead
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -273,7 +274,9 @@ def test_backpressure_refuses_to_block_an_event_loop(engine: Engine) -> None:
         flow = Flow.from_observable(observable, buffer=2, overflow=Overflow.BACKPRESSURE)
         consumer = asyncio.ensure_future(flow.to_list_async(engine=engine))
         await subscribed.wait()
-        for i in range(3):  # on this loop's thread: the third would have to wait
+        # On this loop's thread: while it emits, the loop's consumer takes nothing, so once
+        # the bridge's buffer and everything downstream of it are full, one must wait.
+        for i in range(2 + read_ahead(engine, flow) + 3):
             subject.on_next(i)
         with pytest.raises(MissingBackpressureError, match="event loop"):
             await consumer

@@ -26,7 +26,7 @@ from collections.abc import (
     Iterator,
     Mapping,
 )
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Final, Literal, final
 
 from rxpipe.engines.base import (
@@ -161,11 +161,6 @@ class PushEngine(Engine):
                 f"its stages are {list(plan.names())}"
             )
         return PushRun(self, plan)
-
-
-def _took_an_item(receiving: Future[Any]) -> bool:
-    """Whether a finished helper receive returned an item (not an end or a broken channel)."""
-    return receiving.done() and not receiving.cancelled() and receiving.exception() is None
 
 
 def _async_runner(node: Node, ports: PushPorts, outbox: Any) -> Coroutine[Any, Any, None]:
@@ -448,35 +443,25 @@ class PushRun(Run[Any]):
         self._start_threads()
         last = self._channels[-1]
         receive_nowait = last.receive_nowait
-        receiving: Future[Any] | None = None
         try:
             while True:
                 # One item at a time: a batch held here would let upstream run further ahead
-                # than the in-flight bound. Ready items are taken without the helper thread.
+                # than the in-flight bound. The helper thread only waits for an item to be
+                # ready and this loop takes it: cancelled meanwhile, nothing was taken.
                 try:
-                    try:
-                        item = receive_nowait()
-                    except WouldBlock:
-                        receiving = pool.submit(last.receive)
-                        item = await asyncio.wrap_future(receiving)
-                        receiving = None
+                    item = receive_nowait()
+                except WouldBlock:
+                    await asyncio.wrap_future(pool.submit(last.wait_receivable))
+                    continue
                 except EndOfChannel:
                     return
                 self.delivered += 1
                 yield item
                 del item
         finally:
-            self._signal_stop()  # wakes the helper thread too, if it is blocked receiving
-
-            def stop() -> None:
-                # On the helper, after its pending receive: cancelled while the helper
-                # waited, an item it took after all was in flight (counted before the Report).
-                if receiving is not None and _took_an_item(receiving):
-                    self._stats[-1].lost += 1
-                self._stop_threads()
-
+            self._signal_stop()  # wakes the helper thread too, if it is waiting
             try:
-                await loop.run_in_executor(pool, stop)
+                await loop.run_in_executor(pool, self._stop_threads)
             finally:  # even when cancelled meanwhile: the helper finishes the join, then ends
                 pool.shutdown(wait=True)
                 self._pool = None

@@ -278,6 +278,24 @@ class ThreadChannel(Generic[T]):
                 self._not_full.notify()
             return item
 
+    def wait_receivable(self, timeout: float | None = None) -> None:
+        """Block until :meth:`receive_nowait` would not raise :class:`WouldBlock`: an item is
+        ready, or the stream ended. Takes nothing, so a waiter that gives up (a consumer on
+        an event loop that was cancelled while a helper thread waited here) loses no item.
+
+        Raises:
+            TimeoutError: ``timeout`` ran out.
+        """
+        deadline = _deadline(timeout)
+        with self._lock:
+            while not (self._buf or self._receiving_closed or self._closed):
+                left = _left(deadline)
+                self._waiting_receivers += 1  # a rendezvous sender hands its item over
+                try:
+                    self._not_empty.wait(left)
+                finally:
+                    self._waiting_receivers -= 1
+
     def receive_batch(self, max_n: int, timeout: float | None = None) -> list[T]:
         """Receive every item ready now, at most ``max_n`` (at least one: blocks for the first).
 

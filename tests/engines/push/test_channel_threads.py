@@ -480,3 +480,21 @@ def test_four_senders_keep_their_order_and_exact_counts(buffer: int, batched: bo
     assert stats.sent == stats.received == 4 * per_sender
     assert stats.peak <= max(buffer, 1)
     assert (stats.current, stats.blocked_senders, stats.blocked_receivers) == (0, 0, 0)
+
+
+def test_wait_receivable_takes_nothing_and_returns_at_the_end() -> None:
+    """A waiter that gives up loses no item: the async consumer of a threads run waits here
+    on a helper thread and takes the item itself (a helper that took it could strand it)."""
+    ch: ThreadChannel[int] = ThreadChannel(1)
+    waiter = threading.Thread(target=ch.wait_receivable)
+    waiter.start()
+    ch.send(7)
+    waiter.join(5)
+    assert not waiter.is_alive()
+    assert ch.receive_nowait() == 7  # still there: waiting took nothing
+    with pytest.raises(TimeoutError):
+        ch.wait_receivable(timeout=0.01)
+    ch.close()
+    ch.wait_receivable()  # the end is "receivable": receive_nowait now says how it ended
+    with pytest.raises(EndOfChannel):
+        ch.receive_nowait()
