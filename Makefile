@@ -1,5 +1,7 @@
 # Everything bootstraps itself: a fresh machine needs only Python 3.11 and 3.13.
-#   make bench   the main job: the side-by-side comparison, quick mode
+#   make bench   the main job: the side-by-side comparison, quick mode; progress, a closing
+#                summary, full tables in comparison-results/ (BENCH_ARGS="--out docs/results"
+#                refreshes the committed copy instead)
 #   make test    the whole test suite: ruff, mypy --strict, pytest on 3.11 and 3.13, the RxPY
 #                bridges on the oldest reactivex, docs
 .PHONY: test bench bench-full lint typecheck pytest pytest313 pytest-rx-oldest docs clean
@@ -11,6 +13,11 @@ VENV313 := .venv313
 # the oldest reactivex the rx extra allows (>=4.0) that installs: the RxPY bridges' tests on it
 VENVRX := .venv-rx-oldest
 RX_OLDEST := 4.0.4
+# the benchmark needs only its extras, not the development tools: it reuses .venv when
+# `make test` has built it, and otherwise builds its own .venv-bench
+VENVBENCH := .venv-bench
+BENCH_VENV := $(if $(wildcard $(VENV)/.ok),$(VENV),$(VENVBENCH))
+BENCH_ARGS :=
 
 $(VENV)/.ok: pyproject.toml
 	rm -rf $(VENV)
@@ -31,6 +38,12 @@ $(VENVRX)/.ok: pyproject.toml
 	$(PY311) -m venv $(VENVRX)
 	$(VENVRX)/bin/python -m pip install -q -U "pip>=25.1"
 	$(VENVRX)/bin/python -m pip install -q -e . "reactivex==$(RX_OLDEST)" --group test
+	touch $@
+
+$(VENVBENCH)/.ok: pyproject.toml
+	rm -rf $(VENVBENCH)
+	$(PY311) -m venv $(VENVBENCH)
+	$(VENVBENCH)/bin/python -m pip install -q --disable-pip-version-check -e ".[bench,rx,dask]"
 	touch $@
 
 lint: $(VENV)/.ok
@@ -54,11 +67,11 @@ docs: $(VENV313)/.ok
 
 test: lint typecheck pytest pytest313 pytest-rx-oldest docs
 
-bench: $(VENV)/.ok
-	$(VENV)/bin/python -m comparisons --quick
+bench: $(BENCH_VENV)/.ok
+	$(BENCH_VENV)/bin/python -m comparisons --quick $(BENCH_ARGS)
 
-bench-full: $(VENV)/.ok
-	$(VENV)/bin/python -m comparisons
+bench-full: $(BENCH_VENV)/.ok
+	$(BENCH_VENV)/bin/python -m comparisons $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) $(VENV313) $(VENVRX) docs/_build
+	rm -rf $(VENV) $(VENV313) $(VENVRX) $(VENVBENCH) docs/_build comparison-results

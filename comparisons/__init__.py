@@ -4,6 +4,8 @@
 - ``report``: Markdown tables and the environment page.
 - ``workloads``: the registry, one module per workload.
 
-``make bench`` runs the quick mode and ``make bench-full`` the full one; both write their
-tables to ``docs/results/``, which the documentation includes.
+``make bench`` runs the quick mode and ``make bench-full`` the full one; both show progress,
+end with a short summary, and write their tables to ``comparison-results/`` (gitignored).
+``--out docs/results`` (``make bench BENCH_ARGS="--out docs/results"``) refreshes the
+committed copy that the documentation includes.
 """

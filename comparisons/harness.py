@@ -31,7 +31,8 @@ from __future__ import annotations
 import gc
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Literal, final
 
@@ -44,9 +45,44 @@ __all__ = (
     "Timing",
     "measure",
     "paired_ratio",
+    "progress",
+    "reporting_progress",
     "round_ratios",
+    "speed",
     "time_once",
 )
+
+#: Who hears :func:`progress` calls (the command line's display); empty: nobody.
+_listeners: list[Callable[[str], None]] = []
+
+
+def progress(step: str) -> None:
+    """Say what runs now (``"reactivex, round 2/5"``), for a progress display.
+
+    Measuring code calls this between timed calls, never inside one; with no listener
+    (tests, plain imports) it does nothing.
+    """
+    for listener in _listeners:
+        listener(step)
+
+
+@contextmanager
+def reporting_progress(listener: Callable[[str], None]) -> Iterator[None]:
+    """Send every :func:`progress` step to ``listener`` inside the ``with`` block."""
+    _listeners.append(listener)
+    try:
+        yield
+    finally:
+        _listeners.remove(listener)
+
+
+def speed(speedup: float) -> str:
+    """A speed-up as words that cannot be misread: ``2.10x faster``, ``1.43x slower``."""
+    if speedup <= 0:
+        return "infinitely slower"
+    if round(speedup, 2) == 1.0:
+        return "as fast (1.00x)"
+    return f"{speedup:.2f}x faster" if speedup > 1 else f"{1 / speedup:.2f}x slower"
 
 
 @final
@@ -238,9 +274,11 @@ def measure(
         )
 
     base = contenders[names.index(baseline)]
+    progress(f"{baseline}, expected output")
     expected = base.run()
-    for _ in range(warmup):
+    for w in range(warmup):
         for c in contenders:
+            progress(f"{c.name}, warm-up {w + 1}/{warmup}")
             _check(c.name, c.run(), baseline, expected)
 
     samples: dict[str, list[int]] = {name: [] for name in names}
@@ -248,6 +286,7 @@ def measure(
     for r in range(rounds):
         start = r % count
         for c in (*contenders[start:], *contenders[:start]):
+            progress(f"{c.name}, round {r + 1}/{rounds}")
             elapsed, result = time_once(c.run)
             _check(c.name, result, baseline, expected)
             del result
@@ -273,8 +312,10 @@ def measure(
 class Target:
     """A speed goal comparing two contenders' times (by their paired ratio).
 
-    ``kind="within"``: ``subject`` takes at most ``factor`` times as long as ``reference``.
-    ``kind="faster"``: ``subject`` is at least ``factor`` times faster than ``reference``.
+    ``kind="within"``: ``subject`` takes at most ``factor`` times as long as ``reference`` (a
+    ceiling: met at or under it).
+    ``kind="faster"``: ``subject`` is at least ``factor`` times faster than ``reference`` (a
+    floor on the speed-up; a speed-up below 1 is reported as "slower").
     """
 
     text: str
@@ -283,32 +324,60 @@ class Target:
     kind: Literal["within", "faster"]
     factor: float
 
+    @property
+    def goal(self) -> str:
+        """The target in a few words, for a status line."""
+        if self.kind == "within":
+            return f"at most {self.factor:g}x the time"
+        return f"at least {self.factor:g}x faster"
+
     def evaluate(self, m: Measurement) -> TargetResult:
         """Check this target against a measurement (never raises on a missed target)."""
         missing = [n for n in (self.subject, self.reference) if n not in m]
         if missing:
-            return TargetResult(self, None, f"not run ({', '.join(missing)})")
+            return TargetResult(self.text, None, f"not run ({', '.join(missing)})", self.goal)
         per_round = round_ratios(m[self.subject].samples_ns, m[self.reference].samples_ns)
         ratio = float(statistics.median(per_round))
         if self.kind == "within":
+            figure = f"{ratio:.2f}x the time"
             spread = f"rounds {min(per_round):.2f} - {max(per_round):.2f}"
-            return TargetResult(self, ratio <= self.factor, f"{ratio:.2f}x the time ({spread})")
+            return TargetResult(self.text, ratio <= self.factor, figure, self.goal, spread)
         speedup = 1 / ratio
-        spread = f"rounds {1 / max(per_round):.1f} - {1 / min(per_round):.1f}"
-        return TargetResult(self, speedup >= self.factor, f"{speedup:.1f}x faster ({spread})")
+        spread = f"rounds {speed(1 / max(per_round))} - {speed(1 / min(per_round))}"
+        return TargetResult(self.text, speedup >= self.factor, speed(speedup), self.goal, spread)
 
 
 @final
 @dataclass(frozen=True, slots=True)
 class TargetResult:
-    """A target's outcome in one run: ``met`` is ``None`` when it could not be measured."""
+    """A target's outcome in one run: ``met`` is ``None`` when it could not be measured.
 
-    target: Target
+    Args:
+        text: the target, as its table lists it.
+        met: whether this run met it (``None``: not measured).
+        figure: what this run measured, in words (``"1.12x the time"``, ``"1.43x slower"``).
+        goal: the target's threshold in the same words (``"at most 1.3x the time"``).
+        spread: optional detail after the figure (the per-round range).
+    """
+
+    text: str
     met: bool | None
-    measured: str
+    figure: str
+    goal: str
+    spread: str = ""
 
     @property
     def status(self) -> str:
         if self.met is None:
             return "NOT MEASURED"
-        return "MET" if self.met else "NOT MET"
+        return "MET" if self.met else "MISSED"
+
+    @property
+    def measured(self) -> str:
+        """The figure with its spread: the target table's "this run" cell."""
+        return f"{self.figure} ({self.spread})" if self.spread else self.figure
+
+    @property
+    def verdict(self) -> str:
+        """The status naming its figure and its target: ``MISSED: 1.43x slower (target: ...)``."""
+        return f"{self.status}: {self.figure} (target: {self.goal})"

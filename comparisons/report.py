@@ -1,4 +1,5 @@
-"""Markdown rendering: contender tables, target tables, and the environment page.
+"""Markdown rendering: contender tables, target tables, the environment page, and the
+:class:`Section` a workload returns (its Markdown plus the few lines of the closing summary).
 
 Every generated file is a MyST fragment that ``docs/benchmarks.md`` includes (see
 ``docs/conf.py``): it starts with a ``##`` heading and uses no further headings (bold
@@ -21,10 +22,13 @@ from comparisons.harness import Measurement, TargetResult
 
 __all__ = (
     "Environment",
+    "Section",
+    "best_peer",
     "contender_table",
     "environment",
     "fmt_count",
     "fmt_rate",
+    "headline",
     "markdown_table",
     "target_table",
 )
@@ -83,10 +87,54 @@ def contender_table(m: Measurement) -> str:
     return markdown_table(header, rows, "llrrrrr")
 
 
+def status_cell(r: TargetResult) -> str:
+    """``**MISSED**: 1.43x slower (target: at least 1.7x faster)``: status, figure, target."""
+    return f"**{r.status}**: {r.figure} (target: {r.goal})"
+
+
 def target_table(results: Sequence[TargetResult]) -> str:
-    """One row per target: what it asks, what this run measured, MET / NOT MET."""
-    rows = [[r.target.text, r.measured, f"**{r.status}**"] for r in results]
-    return markdown_table(["target", "this run", "status"], rows, "lrl")
+    """One row per target: what it asks, its status with this run's figure, the per-round range."""
+    rows = [[r.text, status_cell(r), r.spread] for r in results]
+    return markdown_table(["target", "status", "per-round range"], rows, "lll")
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class Section:
+    """What a workload's run returns.
+
+    Args:
+        markdown: the full section (heading, caption, tables), written to ``<out>/<name>.md``.
+        headline: one line for the closing summary: the workload's key comparison.
+        targets: its targets' outcomes, listed under the headline in the summary.
+    """
+
+    markdown: str
+    headline: str = ""
+    targets: tuple[TargetResult, ...] = ()
+
+
+def best_peer(m: Measurement, peers: Sequence[str]) -> str | None:
+    """The fastest of ``peers`` that ran (by paired ratio to the baseline), or ``None``."""
+    ran = [name for name in peers if name in m]
+    return min(ran, key=lambda name: m[name].ratio) if ran else None
+
+
+def headline(m: Measurement, *, pull: str | None, push: str | None, peers: Sequence[str]) -> str:
+    """``pull 1.05x, push 1.31x the time of the best peer (builtin)``: paired time ratios.
+
+    ``pull`` and ``push`` name the rxpipe contenders that stand for each engine (``None``: the
+    workload has none); ``peers`` the contenders that are not rxpipe.
+    """
+    peer = best_peer(m, peers)
+    if peer is None:
+        return "no peer ran"
+    parts = [
+        f"{engine} {m.ratio(name, peer):.2f}x" if name in m else f"{engine} n/a"
+        for engine, name in (("pull", pull), ("push", push))
+        if name is not None
+    ]
+    return f"{', '.join(parts)} the time of the best peer, {peer}"
 
 
 @final

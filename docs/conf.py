@@ -112,8 +112,8 @@ def _include_results(app: Any, docname: str, source: list[str]) -> None:
         text = "\n\n".join(blocks)
     else:
         text = (
-            "No results yet: run `make bench`, which writes its tables to `docs/results/`, "
-            "then rebuild the docs."
+            'No results yet: run `make bench BENCH_ARGS="--out docs/results"`, which '
+            "writes its tables to `docs/results/`, then rebuild the docs."
         )
     source[0] = source[0].replace(RESULTS_MARKER, text)
 

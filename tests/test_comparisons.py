@@ -21,6 +21,9 @@ from comparisons.harness import (
     Timing,
     measure,
     paired_ratio,
+    progress,
+    reporting_progress,
+    speed,
 )
 from comparisons.workloads import sync_chain
 
@@ -46,7 +49,7 @@ def test_sync_chain_table_lists_every_contender_and_target() -> None:
         assert any(name in row for row in rows), name
     for target in sync_chain.TARGETS:
         row = next(r for r in rows if r.startswith(f"| {target.text} |"))
-        assert "**MET**" in row or "**NOT MET**" in row
+        assert "**MET**: " in row or "**MISSED**: " in row
 
 
 def test_sync_chain_consumed_counts_the_items_islice_pulls() -> None:
@@ -128,7 +131,32 @@ def test_targets_report_met_not_met_and_not_measured() -> None:
         Target("d", "base", "fast", "faster", 3.0).evaluate(m),
         Target("e", "absent", "base", "within", 1.3).evaluate(m),
     ]
-    assert [r.status for r in results] == ["MET", "NOT MET", "MET", "NOT MET", "NOT MEASURED"]
+    assert [r.status for r in results] == ["MET", "MISSED", "MET", "MISSED", "NOT MEASURED"]
+    assert results[1].verdict == "MISSED: 2.50x the time (target: at most 1.3x the time)"
+    assert results[2].figure == "10.00x faster"
+
+
+def test_a_speed_up_below_one_is_reported_as_slower() -> None:
+    m = _fake({"base": (90, 100, 110), "fast": (20, 25, 30)})
+    r = Target("d", "base", "fast", "faster", 3.0).evaluate(m)
+    assert r.status == "MISSED"
+    assert r.figure == "4.00x slower"
+    assert "faster" not in r.figure
+    assert r.verdict == "MISSED: 4.00x slower (target: at least 3x faster)"
+    assert speed(1.0) == "as fast (1.00x)"
+
+
+def test_steps_reach_a_progress_listener_and_stop_after_it_leaves() -> None:
+    steps: list[str] = []
+    contenders = [Contender("base", lambda: [1]), Contender("other", lambda: [1])]
+    with reporting_progress(steps.append):
+        measure(contenders, baseline="base", items=1, rounds=2, warmup=1)
+    assert steps[0] == "base, expected output"
+    assert "other, warm-up 1/1" in steps
+    assert "other, round 2/2" in steps
+    assert len(steps) == 1 + 2 + 4
+    progress("nobody hears this")
+    assert len(steps) == 7
 
 
 def test_registry_finds_every_workload_module() -> None:
@@ -143,3 +171,24 @@ def test_cli_list_writes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert main(["--list", "--out", str(tmp_path / "out")]) == 0
     assert "sync_chain" in capsys.readouterr().out
     assert not (tmp_path / "out").exists()
+
+
+def test_cli_run_prints_plain_progress_and_a_summary_off_a_terminal(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sync_chain, "N_QUICK", TINY)
+    monkeypatch.setattr(sync_chain, "ROUNDS_QUICK", 1)
+    out = tmp_path / "results"
+    assert main(["--quick", "--only", "sync_chain", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    lines = printed.splitlines()
+    assert lines[0].startswith("rxpipe benchmarks, quick mode: 1 workload")
+    assert lines[1].startswith("[1/1] sync_chain ...")
+    assert "Summary (quick mode" in printed
+    assert "the time of the best peer" in printed
+    for target in sync_chain.TARGETS:
+        assert any(target.text.replace("`", "") in line for line in lines), target.text
+    assert lines[-1] == f"Full tables and plots: {out.resolve()}"
+    assert "| contender |" not in printed  # the tables go to files, not to the terminal
+    assert sorted(p.name for p in out.iterdir()) == ["environment.md", "sync_chain.md"]
+    assert (out / "sync_chain.md").read_text(encoding="utf-8").startswith("## ")

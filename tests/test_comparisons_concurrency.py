@@ -36,7 +36,7 @@ def _has_row(rows: list[str], name: str) -> bool:
 def _assert_targets_reported(rows: list[str], texts: list[str]) -> None:
     for text in texts:
         row = next(r for r in rows if r.startswith(f"| {text} |"))
-        assert "**MET**" in row or "**NOT MET**" in row, row
+        assert "**MET**: " in row or "**MISSED**: " in row, row
 
 
 @pytest.fixture
@@ -266,8 +266,8 @@ def test_dask_fanout_reports_a_cluster_that_cannot_start(monkeypatch: pytest.Mon
     text = dask_fanout.render(result, 100, 10)
     assert "**Not available**" in text
     assert "OSError: no TCP here" in text
-    for row in dask_fanout.target_rows(None):
-        assert row[-1] == "**NOT MEASURED**"
+    for r in dask_fanout.target_results(None):
+        assert r.status == "NOT MEASURED"
 
 
 def test_dask_fanout_rxpipe_rows_say_not_available_without_parallel(
@@ -292,7 +292,7 @@ def test_dask_fanout_rxpipe_rows_say_not_available_without_parallel(
     for batch in (1, *dask_fanout.BATCHES):
         row = next(r for r in rows if r.startswith(f"| {dask_fanout.rxpipe_name(batch)} "))
         assert "not available" in row
-    assert all(r[-1] == "**NOT MEASURED**" for r in dask_fanout.target_rows(b))
+    assert all(r.status == "NOT MEASURED" for r in dask_fanout.target_results(b))
 
 
 @pytest.mark.slow
@@ -319,8 +319,8 @@ def test_dask_fanout_on_a_local_cluster_lists_every_contender_and_cleans_up() ->
     for name in (*result.batched.names, *result.single.names):
         assert _has_row(rows, name), name
     if dask_fanout.has_parallel():
-        for row in dask_fanout.target_rows(result.batched):
-            assert row[-1] in ("**MET**", "**NOT MET**")
+        for r in dask_fanout.target_results(result.batched):
+            assert r.status in ("MET", "MISSED")
 
 
 def test_flow_parallel_is_what_the_rxpipe_rows_call() -> None:

@@ -74,7 +74,7 @@ def test_push_pipeline_table_lists_every_contender_and_target() -> None:
         assert any(r.startswith(f"| {name} ") or f"**{name}**" in r for r in rows), name
     for target in push_pipeline.TARGETS:
         row = next(r for r in rows if r.startswith(f"| {target.text} |"))
-        assert "**MET**" in row or "**NOT MET**" in row
+        assert "**MET**: " in row or "**MISSED**: " in row
     for b in push_pipeline.SWEEP_BUFFERS:
         assert any(row.startswith(f"| {b} |") for row in rows), b
 
@@ -112,7 +112,7 @@ def test_the_plot_goes_where_the_tables_go(tmp_path: Path, monkeypatch: pytest.M
         return draw(sweep, path, **kw)  # type: ignore[arg-type]
 
     monkeypatch.setattr(push_pipeline, "plot_sweep", spy)
-    text = push_pipeline.WORKLOAD.run(True, tmp_path)
+    text = push_pipeline.WORKLOAD.run(True, tmp_path).markdown
     assert written == [tmp_path / push_pipeline.PLOT_NAME]
     assert (tmp_path / push_pipeline.PLOT_NAME).read_bytes().startswith(b"\x89PNG")
     assert f"]({push_pipeline.PLOT_NAME})" in text
@@ -191,6 +191,19 @@ def test_push_memory_measures_a_peak_and_computes_the_bounds() -> None:
     rows = _rows(text)
     for r in m.results:
         row = next(row for row in rows if _cell(row) == r.case.name)
-        assert "**MET**" in row or "**NOT MET" in row
+        assert "**MET**: " in row or "**MISSED**: " in row
         assert row.endswith(f"| ({r.case.note}) |")
         assert push_memory.NOTES[r.case.note] in text
+
+
+def test_memory_bound_is_a_ceiling_met_under_it_and_missed_above() -> None:
+    def result(bound: int, held: int) -> push_memory.MemoryResult:
+        case = push_memory.MemoryCase("c", "code", bound, "text", lambda sink: None, "a")
+        return push_memory.MemoryResult(case, held * 1000 + 10, 1000, 1)
+
+    under, exact, above = result(10, 4), result(10, 10), result(10, 12)
+    assert under.status == "MET"  # staying under the ceiling is the goal
+    assert exact.status == "MET"
+    assert above.status == "MISSED"
+    assert under.target.verdict == "MET: peak 4 items (target: at most 10 items)"
+    assert above.target.figure == "peak 12 items, 2 above the bound"

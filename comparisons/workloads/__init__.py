@@ -4,13 +4,17 @@ To add a workload, add one module here (``comparisons/workloads/<name>.py``) tha
 
     WORKLOAD = Workload(name="<name>", title="...", run=run)
 
-where ``run(quick: bool) -> str`` measures (with :func:`comparisons.harness.measure`) and
-returns the workload's Markdown section: a ``##`` heading, a caption, the contender table
-and, if it has any, its target table (:mod:`comparisons.report` renders both). Nothing else
-changes: ``python -m comparisons`` runs every module of this package whose name does not start
-with ``_``, in name order, and writes ``docs/results/<name>.md``, which the docs include.
-Keep the sizes and the number of rounds of ``quick=True`` small: the whole quick run must stay
-under about a minute. Expose a sized entry point (``measure(n, rounds=...)``) so a test can run
+where ``run(quick: bool, out: Path) -> Section`` measures (with
+:func:`comparisons.harness.measure`) and returns a :class:`comparisons.report.Section`: the
+Markdown section (a ``##`` heading, a caption, the contender table and, if it has any, its
+target table; :mod:`comparisons.report` renders both), one headline line and the target
+results for the closing summary. Nothing else changes: ``python -m comparisons`` runs every
+module of this package whose name does not start with ``_``, in name order, and writes
+``<out>/<name>.md`` (``--out docs/results`` refreshes the copy the docs include). Long steps
+outside :func:`~comparisons.harness.measure` (starting a cluster, calibrating) call
+:func:`comparisons.harness.progress` so the display keeps moving. Keep the sizes and the
+number of rounds of ``quick=True`` small: the whole quick run must stay under about two
+minutes. Expose a sized entry point (``measure(n, rounds=...)``) so a test can run
 the workload on a tiny size.
 """
 
@@ -23,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import final
 
+from comparisons.report import Section
+
 __all__ = ("Workload", "load", "load_all", "names")
 
 
@@ -34,13 +40,13 @@ class Workload:
     Args:
         name: the module's name; the table is written to ``<out>/<name>.md``.
         title: one line, for ``--list``.
-        run: ``run(quick, out)`` measures and returns the Markdown section; files beside it
+        run: ``run(quick, out)`` measures and returns its :class:`Section`; files beside it
             (a plot) go to the directory ``out``.
     """
 
     name: str
     title: str
-    run: Callable[[bool, Path], str]
+    run: Callable[[bool, Path], Section]
 
 
 def names() -> list[str]:

@@ -35,8 +35,8 @@ from pathlib import Path
 from typing import Any, Final
 
 import rxpipe
-from comparisons.harness import Contender, Measurement, Target, measure, time_once
-from comparisons.report import contender_table, fmt_count, target_table
+from comparisons.harness import Contender, Measurement, Target, measure, progress, time_once
+from comparisons.report import Section, contender_table, fmt_count, headline, target_table
 from comparisons.workloads import Workload
 from rxpipe import Flow
 
@@ -274,9 +274,13 @@ def measure_cpu(n: int, *, rounds: int, warmup: int = 1, loops: int | None = Non
     ``loops`` overrides the calibrated item cost (the tests use a tiny one).
     """
     load = _load()
-    work = functools.partial(cpu_work, loops=calibrate() if loops is None else loops)
+    progress("calibrating the work item")
+    loops = calibrate() if loops is None else loops
+    work = functools.partial(cpu_work, loops=loops)
+    progress(f"starting a process pool of {WORKERS}")
     with process_pool() as pool:
         list(pool.map(abs, range(4 * WORKERS)))  # start every worker before timing
+        progress("effective cores, before the rounds")
         before = parallel_capacity(pool, work)
         m = measure(
             contenders(n, pool, loops=loops),
@@ -285,6 +289,7 @@ def measure_cpu(n: int, *, rounds: int, warmup: int = 1, loops: int | None = Non
             rounds=rounds,
             warmup=warmup,
         )
+        progress("effective cores, after the rounds")
         after = parallel_capacity(pool, work)
     return CpuRun(m, before, after, load)
 
@@ -337,9 +342,15 @@ def render(result: CpuRun, n: int) -> str:
     )
 
 
-def run(quick: bool, out: Path) -> str:
+def run(quick: bool, out: Path) -> Section:
     n = N_QUICK if quick else N_FULL
-    return render(measure_cpu(n, rounds=ROUNDS_QUICK if quick else ROUNDS_FULL), n)
+    result = measure_cpu(n, rounds=ROUNDS_QUICK if quick else ROUNDS_FULL)
+    m = result.measurement
+    return Section(
+        render(result, n),
+        headline(m, pull=RXPIPE, push=None, peers=(BASELINE, POOL_MAP, POOL_MAP_10, IN_FLIGHT)),
+        tuple(t.evaluate(m) for t in TARGETS),
+    )
 
 
 WORKLOAD: Final = Workload(

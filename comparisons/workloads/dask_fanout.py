@@ -30,8 +30,15 @@ from pathlib import Path
 from typing import Any, Final
 
 import rxpipe
-from comparisons.harness import Contender, Measurement, measure
-from comparisons.report import contender_table, fmt_count, fmt_rate, markdown_table
+from comparisons.harness import Contender, Measurement, TargetResult, measure, progress
+from comparisons.report import (
+    Section,
+    contender_table,
+    fmt_count,
+    fmt_rate,
+    headline,
+    target_table,
+)
 from comparisons.workloads import Workload
 from rxpipe import Flow
 
@@ -56,7 +63,7 @@ __all__ = (
     "run",
     "rxpipe_name",
     "single_contenders",
-    "target_rows",
+    "target_results",
     "unavailable",
 )
 
@@ -244,6 +251,7 @@ def measure_dask(n: int, n_single: int, *, rounds: int, warmup: int = 1) -> Dask
     A cluster that cannot start gives a ``DaskRun`` with ``error`` set, not an exception.
     """
     with ExitStack() as stack:
+        progress(f"starting a local Dask cluster of {WORKERS} workers")
         try:
             ex = stack.enter_context(dask_executor())
         except Exception as exc:  # report it; the rest of the benchmark goes on
@@ -265,18 +273,19 @@ def measure_dask(n: int, n_single: int, *, rounds: int, warmup: int = 1) -> Dask
     return DaskRun(batched, single)
 
 
-def target_rows(batched: Measurement | None) -> list[list[str]]:
-    """One row per batched rxpipe contender: at least :data:`RATE_TARGET` items per second."""
-    rows = []
+def target_results(batched: Measurement | None) -> list[TargetResult]:
+    """One per batched rxpipe contender: at least :data:`RATE_TARGET` items per second (a
+    floor: met at or above it)."""
+    results = []
+    goal = f"at least {fmt_count(RATE_TARGET)} items / s"
     for name in [rxpipe_name(b) for b in BATCHES] + [rxpipe_name(BATCHES[0], DEEP)]:
-        text = f"`{name}` at least {fmt_count(RATE_TARGET)} items / s"
+        text = f"`{name}` {goal}"
         if batched is None or name not in batched:
-            rows.append([text, "not run", "**NOT MEASURED**"])
+            results.append(TargetResult(text, None, "not run", goal))
             continue
         rate = batched[name].items_per_second
-        status = "MET" if rate >= RATE_TARGET else "NOT MET"
-        rows.append([text, f"{fmt_rate(rate)} items / s", f"**{status}**"])
-    return rows
+        results.append(TargetResult(text, rate >= RATE_TARGET, f"{fmt_rate(rate)} items / s", goal))
+    return results
 
 
 def _unavailable_rows(items: Sequence[Unavailable]) -> str:
@@ -295,7 +304,7 @@ def render(result: DaskRun, n: int, n_single: int) -> str:
     )
     targets = (
         "**Targets** (reported, never enforced: a missed target does not fail the run)\n\n"
-        + markdown_table(["target", "this run", "status"], target_rows(result.batched), "lrl")
+        + target_table(target_results(result.batched))
         + "\n"
     )
     if result.error:
@@ -324,11 +333,20 @@ def render(result: DaskRun, n: int, n_single: int) -> str:
     )
 
 
-def run(quick: bool, out: Path) -> str:
+def run(quick: bool, out: Path) -> Section:
     n = N_QUICK if quick else N_FULL
     n_single = N_SINGLE_QUICK if quick else N_SINGLE_FULL
     result = measure_dask(n, n_single, rounds=ROUNDS_QUICK if quick else ROUNDS_FULL)
-    return render(result, n, n_single)
+    if result.batched is None:
+        line = f"not measured: {result.error}"
+    else:
+        line = headline(
+            result.batched,
+            pull=rxpipe_name(BATCHES[-1]),
+            push=None,
+            peers=(BATCH_BASELINE, BATCH_100),
+        )
+    return Section(render(result, n, n_single), line, tuple(target_results(result.batched)))
 
 
 WORKLOAD: Final = Workload(

@@ -44,8 +44,8 @@ import reactivex
 from aiostream import stream
 from reactivex import operators as ops
 
-from comparisons.harness import Contender, Measurement, Target, measure
-from comparisons.report import contender_table, fmt_count, fmt_rate, target_table
+from comparisons.harness import Contender, Measurement, Target, measure, progress
+from comparisons.report import Section, contender_table, fmt_count, fmt_rate, headline, target_table
 from comparisons.workloads import Workload
 from rxpipe import Flow, PushEngine
 
@@ -490,20 +490,19 @@ def render(m: Measurement, n: int, overhead: Measurement | None = None) -> str:
     return text
 
 
-def run(quick: bool, out: Path) -> str:
+def run(quick: bool, out: Path) -> Section:
     n = N_QUICK if quick else N_FULL
-    waits = delays(n)
-    print(
-        f"[io_fanout: {n} delays, median {statistics.median(waits) * 1e3:.3f} ms, "
-        f"p99 {p99(waits) * 1e3:.3f} ms]",
-        flush=True,
-    )
     m = measure_fanout(n, rounds=ROUNDS_QUICK if quick else ROUNDS_FULL)
     zero_n = ZERO_N_QUICK if quick else ZERO_N_FULL
+    progress("the same with zero delays")
     overhead = measure_fanout(
         zero_n, rounds=ZERO_ROUNDS_QUICK if quick else ZERO_ROUNDS_FULL, zero=True
     )
-    return render(m, n, overhead)
+    return Section(
+        render(m, n, overhead),
+        headline(m, pull=PULL_U, push=PUSH_U, peers=(BASELINE, AIOSTREAM_U, RX_U)),
+        tuple(t.evaluate(m) for t in TARGETS),
+    )
 
 
 WORKLOAD: Final = Workload(

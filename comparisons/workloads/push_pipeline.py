@@ -15,7 +15,7 @@ each way of connecting stages costs per item) run on:
   stage (``.buffer(16)``), when :meth:`rxpipe.Flow.buffer` exists.
 
 A second, sweep measurement gives the plot of throughput against buffer size
-(``docs/results/push_vs_pull_buffers.png``).
+(``<out>/push_vs_pull_buffers.png``).
 """
 
 from __future__ import annotations
@@ -28,11 +28,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from comparisons.harness import Contender, Measurement, Target, measure
+from comparisons.harness import Contender, Measurement, Target, measure, progress
 from comparisons.report import (
+    Section,
     contender_table,
     fmt_count,
     fmt_rate,
+    headline,
     markdown_table,
     target_table,
 )
@@ -439,14 +441,20 @@ def render(m: Measurement, sweep: Measurement | None, n: int) -> str:
     return text
 
 
-def run(quick: bool, out: Path) -> str:
+def run(quick: bool, out: Path) -> Section:
     n = N_QUICK if quick else N_FULL
     rounds = ROUNDS_QUICK if quick else ROUNDS_FULL
     m = measure_pipeline(n, rounds=rounds)
     sweep = measure_sweep(n, rounds=SWEEP_ROUNDS_QUICK if quick else SWEEP_ROUNDS_FULL)
     fused = m[PULL_FUSED].items_per_second
+    progress("drawing the plot")
     plot_sweep(sweep, out / PLOT_NAME, fused_rate=fused)
-    return render(m, sweep, n)
+    peers = (*(queue_name(size) for size in (1, 16, 256)), THREAD_QUEUE)
+    return Section(
+        render(m, sweep, n),
+        headline(m, pull=PULL_FUSED, push=PUSH_B16, peers=peers),
+        tuple(t.evaluate(m) for t in TARGETS),
+    )
 
 
 WORKLOAD: Final = Workload(

@@ -28,8 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from comparisons.harness import ResultMismatch
-from comparisons.report import fmt_count, markdown_table
+from comparisons.harness import ResultMismatch, progress
+from comparisons.report import Section, fmt_count, markdown_table
 from comparisons.workloads import Workload
 
 __all__ = (
@@ -238,9 +238,11 @@ def measure_bridge(
             )
         )
     for name, code, go in contenders:  # warm-up: imports and first-run caches, untraced
+        progress(f"{name}, warm-up")
         _measure_one(name, code, 4, 16, go)
     results = []
     for name, code, go in contenders:
+        progress(name)
         runs = [_measure_one(name, code, items, size, go) for _ in range(repeats)]
         results.append(max(runs, key=lambda r: r.peak_bytes))
     return BridgeMeasurement(tuple(results), items, size, _footprint(size), pause, buffer)
@@ -298,8 +300,21 @@ def render(m: BridgeMeasurement) -> str:
     return f"## RxPY bridge: a hot observable into a slow async consumer\n\n{caption}\n\n{table}\n"
 
 
-def run(quick: bool, out: Path) -> str:
-    return render(measure_bridge(ITEMS_QUICK if quick else ITEMS_FULL))
+def summary_line(m: BridgeMeasurement) -> str:
+    """The closing summary's line: the peak items held, RxPY alone against the lossless bridge."""
+    peaks = {r.name: r.peak_bytes / m.item_bytes for r in m.results}
+    alone, bridged = peaks.get("RxPY alone"), peaks.get("rxpipe, BACKPRESSURE")
+    if alone is None or bridged is None:
+        return "not measured"
+    return (
+        f"peak items held: RxPY alone {alone:.1f}, rxpipe BACKPRESSURE {bridged:.1f} "
+        f"(buffer {m.buffer}, lossless)"
+    )
+
+
+def run(quick: bool, out: Path) -> Section:
+    m = measure_bridge(ITEMS_QUICK if quick else ITEMS_FULL)
+    return Section(render(m), summary_line(m))
 
 
 WORKLOAD: Final = Workload(

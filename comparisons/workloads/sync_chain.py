@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Final
 
 from comparisons.harness import Contender, Measurement, Target, measure
-from comparisons.report import contender_table, fmt_count, target_table
+from comparisons.report import Section, contender_table, fmt_count, headline, target_table
 from comparisons.workloads import Workload
 from rxpipe import Flow, PullEngine
 
@@ -187,10 +187,15 @@ def render(m: Measurement, n: int) -> str:
     )
 
 
-def run(quick: bool, out: Path) -> str:
+def run(quick: bool, out: Path) -> Section:
     n = N_QUICK if quick else N_FULL
     rounds = ROUNDS_QUICK if quick else ROUNDS_FULL
-    return render(measure_chain(n, rounds=rounds), n)
+    m = measure_chain(n, rounds=rounds)
+    return Section(
+        render(m, n),
+        headline(m, pull=FUSED, push=None, peers=(BASELINE, "generator expressions", RX)),
+        tuple(t.evaluate(m) for t in TARGETS),
+    )
 
 
 WORKLOAD: Final = Workload(
