@@ -46,6 +46,7 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
         "'reactivex' package: pip install 'rxpipe[rx]'"
     ) from exc
 
+from rxpipe._core.loops import threadsafe_setter
 from rxpipe.engines.base import Engine, Plan, Run, RunContext
 from rxpipe.errors import MissingBackpressureError
 from rxpipe.spec import Subscription
@@ -380,14 +381,8 @@ class _Bridge(Generic[T]):
                 self._finish()
 
     async def aiterate(self) -> AsyncIterator[T]:
-        loop = asyncio.get_running_loop()
         ready = asyncio.Event()
-
-        def wake() -> None:
-            try:
-                loop.call_soon_threadsafe(ready.set)
-            except RuntimeError:  # the loop is closed: nobody is waiting any more
-                pass
+        wake = threadsafe_setter(ready)
 
         self._waker = wake
         started = False

@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Iterator
 from typing import Any, Final, final
 
-from rxpipe._core.loops import ensure_no_running_loop
+from rxpipe._core.loops import ensure_no_running_loop, threadsafe_setter
 from rxpipe.errors import MissingBackpressureError
 from rxpipe.spec import Publisher, Subscription
 
@@ -173,14 +173,8 @@ class PublisherBridge:
 
     async def aiterate(self) -> AsyncIterator[Any]:
         """The items, awaiting the publisher without blocking the event loop."""
-        loop = asyncio.get_running_loop()
         ready = asyncio.Event()
-
-        def wake() -> None:
-            try:
-                loop.call_soon_threadsafe(ready.set)
-            except RuntimeError:  # the loop is closed: nobody is waiting any more
-                pass
+        wake = threadsafe_setter(ready)
 
         self._wake = wake
         self._publisher.subscribe(self)

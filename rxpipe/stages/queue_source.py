@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Final, Generic, TypeVar, final
 
-from rxpipe._core.loops import ensure_no_running_loop
+from rxpipe._core.loops import ensure_no_running_loop, threadsafe_setter
 from rxpipe.errors import MissingBackpressureError
 from rxpipe.stages.buffering import Overflow
 from rxpipe.stages.simple import check_count
@@ -219,14 +219,8 @@ class QueueState(Generic[T]):
             self.finish(refused=refused)
 
     async def aiterate(self) -> AsyncIterator[T]:
-        loop = asyncio.get_running_loop()
         ready = asyncio.Event()
-
-        def wake() -> None:
-            try:
-                loop.call_soon_threadsafe(ready.set)
-            except RuntimeError:  # the loop is closed: nobody is waiting any more
-                pass
+        wake = threadsafe_setter(ready)
 
         self.begin(wake)
         try:
