@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from rxpipe import Flow
-from rxpipe.engines.base import Engine
+from rxpipe.engines import Engine
 
 
 def read_ahead(engine: Engine, flow: Flow[Any]) -> int:

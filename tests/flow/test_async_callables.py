@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from rxpipe import Flow, stage
-from rxpipe.engines.base import Engine
+from rxpipe.engines import Engine
 
 
 async def store(x: int) -> None:

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 
 from rxpipe import Flow, MissingBackpressureError, Overflow, PullEngine
-from rxpipe.engines.base import Engine
+from rxpipe.engines import Engine
 
 N = 300
 CAPACITY = 8

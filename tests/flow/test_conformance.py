@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from rxpipe import Flow, Publisher
-from rxpipe.engines.base import Engine
+from rxpipe.engines import Engine
 from rxpipe.testing import verify_publisher
 from rxpipe.testing.pytest_plugin import make_engine
 

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from rxpipe import Flow, Result
-from rxpipe.engines.base import Engine
+from rxpipe.engines import Engine
 
 from .conftest import assert_pulled
 

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rxpipe import Flow, Overflow
-from rxpipe.engines.base import Engine
+from rxpipe.engines import Engine
 from rxpipe.engines.pull.engine import PullEngine
 from rxpipe.stages.fan_in import MERGE_AHEAD
 

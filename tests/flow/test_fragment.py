@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from rxpipe import Flow, Fragment, PullEngine, stage
-from rxpipe.engines.base import Engine, Plan
+from rxpipe.engines import Engine, Plan
 from rxpipe.stages.errors import Node
 from rxpipe.stages.sources import IterableSource
 from rxpipe.testing import verify_processor

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rxpipe import Flow, Result
-from rxpipe.engines.base import Engine
+from rxpipe.engines import Engine
 
 
 class Gauge:

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from rxpipe import Flow
-from rxpipe.engines.base import Engine
+from rxpipe.engines import Engine
 
 from .conftest import assert_pulled, read_ahead
 

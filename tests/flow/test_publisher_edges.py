@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from rxpipe import Flow, MissingBackpressureError, Subscription
-from rxpipe.engines.base import Engine
+from rxpipe.engines import Engine
 
 from .conftest import assert_pulled
 

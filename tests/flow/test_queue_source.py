@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from rxpipe import Flow, MissingBackpressureError, Overflow, QueueHandle, Report
-from rxpipe.engines.base import Engine
+from rxpipe.engines import Engine
 
 
 def run_all(engine: Engine, flow: Flow[Any]) -> tuple[list[Any], BaseException | None, Report]:

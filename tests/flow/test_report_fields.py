@@ -10,7 +10,7 @@ import pytest
 
 import rxpipe
 from rxpipe import Flow, Report
-from rxpipe.engines.base import Engine
+from rxpipe.engines import Engine
 from rxpipe.errors import PipelineCancelledError
 from rxpipe.telemetry.report import StageReport
 

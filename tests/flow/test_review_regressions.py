@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 import pytest
 
 from rxpipe import Flow, MissingBackpressureError, Overflow, PushEngine, stage
-from rxpipe.engines.base import Engine
+from rxpipe.engines import Engine
 from rxpipe.stages import LinearLogic, LinearStage, Ports, Stage, StageLogic
 
 from .conftest import read_ahead

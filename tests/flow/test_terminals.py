@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 
 from rxpipe import Flow, PushEngine, Report
-from rxpipe.engines.base import Engine
+from rxpipe.engines import Engine
 
 flow = Flow.range(1, 6).map(lambda x: x * 2)  # 2 4 6 8 10
 

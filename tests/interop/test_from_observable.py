@@ -17,7 +17,7 @@ from reactivex.subject import Subject
 from reactivex.testing import ReactiveTest, TestScheduler
 
 from rxpipe import Flow, MissingBackpressureError, Overflow, Report
-from rxpipe.engines.base import Engine
+from rxpipe.engines import Engine
 from rxpipe.stages.buffering import overflow_error
 from tests.flow.conftest import read_ahead
 

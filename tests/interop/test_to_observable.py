@@ -18,7 +18,7 @@ from reactivex.scheduler import CurrentThreadScheduler, ThreadPoolScheduler
 from reactivex.scheduler.eventloop import AsyncIOScheduler, AsyncIOThreadSafeScheduler
 
 from rxpipe import Flow, Overflow, Report
-from rxpipe.engines.base import Engine
+from rxpipe.engines import Engine
 from rxpipe.interop.rx import BATCH
 from tests.flow.conftest import read_ahead
 

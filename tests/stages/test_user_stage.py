@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from rxpipe import Flow, LinearLogic, LinearStage, PullEngine
-from rxpipe.engines.base import Engine
+from rxpipe.engines import Engine
 from rxpipe.stages import Ports
 
 
