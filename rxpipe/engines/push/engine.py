@@ -426,15 +426,22 @@ class PushRun(Run[Any]):
             self._source_loop.interrupt()  # a source waiting for items would never notice
 
     def _stop_threads(self) -> None:
-        if self._closed:
-            return
+        first = not self._closed
         self._closed = True
-        self._signal_stop()
-        for t in self._threads:
-            t.join()
+        if first:
+            self._signal_stop()
+        # Joined by every caller, not only the first: a stopper that was itself cancelled
+        # must not let a second one build the Report while a stage thread still counts.
+        self._join_threads()
         self._finish()
-        if self._thread_errors:
+        if first and self._thread_errors:
             raise self._thread_errors[0]  # raised by a stage after its end (see fail_stage)
+
+    def _join_threads(self) -> None:
+        current = threading.current_thread()
+        for t in self._threads:
+            if t is not current:
+                t.join()
 
     async def _aiter_threads(self) -> AsyncGenerator[Any, None]:
         """Threads runtime consumed from async code: receive on a private helper thread."""
@@ -583,6 +590,8 @@ class PushRun(Run[Any]):
 
     def report(self) -> Report:
         if self._report is None:
+            if self._closed:  # stopping: its threads end now, and count what they held
+                self._join_threads()
             self._finish()
         assert self._report is not None
         return self._report
