@@ -17,8 +17,7 @@ from rxpipe.flow import Flow
 from rxpipe.spec import Processor
 from rxpipe.stages._base import Ports, Stage, StageLogic, StageStats
 from rxpipe.stages.buffering import Overflow
-from rxpipe.stages.chain import Interpreter
-from rxpipe.stages.errors import ErrorMode, Node
+from rxpipe.stages.errors import ErrorMode, Node, interpreter
 from rxpipe.stages.sources import Source
 
 if TYPE_CHECKING:
@@ -221,7 +220,7 @@ class _FragmentLogic(StageLogic[Any, Any]):
 
     def __init__(self, ports: Ports[Any, Any], nodes: tuple[Node, ...]) -> None:
         super().__init__(ports)
-        self.inner = Interpreter(nodes, [StageStats(n.name) for n in nodes])
+        self.inner = interpreter(nodes, [StageStats(n.name) for n in nodes])
 
     def pre_start(self) -> None:
         self.inner.start()

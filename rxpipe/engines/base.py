@@ -12,6 +12,7 @@ from types import MappingProxyType
 from typing import Any, Generic, TypeVar
 
 from rxpipe._core.loops import ASYNC_TWIN_HINT, ensure_no_running_loop
+from rxpipe._core.work import settle_tasks
 from rxpipe.stages.plan import Plan, RunContext
 from rxpipe.telemetry.report import Report
 
@@ -23,6 +24,7 @@ __all__ = (
     "RunContext",
     "closing",
     "ensure_no_running_loop",
+    "settle_tasks",
 )
 
 T = TypeVar("T")
@@ -203,23 +205,3 @@ def iterate_on_private_loop(items: AsyncIterator[T]) -> Iterator[T]:
             loop.run_until_complete(loop.shutdown_asyncgens())
         finally:
             loop.close()
-
-
-async def settle_tasks(tasks: list[asyncio.Task[Any]] | list[asyncio.Future[Any]]) -> bool:
-    """Cancel ``tasks`` and wait until they are all done, even if we are cancelled meanwhile.
-
-    Cleanup code runs this in ``finally`` blocks, where a second cancellation (the run being
-    stopped while this stage was already ending) must not skip the accounting that follows.
-    Returns whether such a cancellation arrived: the caller re-raises after its accounting.
-    """
-    for task in tasks:
-        task.cancel()
-    cancelled = False
-    while True:
-        pending = [t for t in tasks if not t.done()]
-        if not pending:
-            return cancelled
-        try:
-            await asyncio.wait(pending)
-        except asyncio.CancelledError:
-            cancelled = True

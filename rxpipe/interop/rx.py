@@ -56,7 +56,7 @@ from rxpipe.stages.simple import check_count
 from rxpipe.stages.sources import Source
 
 if TYPE_CHECKING:
-    from rxpipe.stages._base import StageStats
+    from rxpipe._core.stats import StageStats
     from rxpipe.telemetry.report import Report
 
 __all__ = ("BATCH", "JOIN_TIMEOUT", "ObservableSource", "check_observable", "to_observable")

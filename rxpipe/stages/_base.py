@@ -27,7 +27,10 @@ from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
+from rxpipe._core.stats import Done, StageStats
+
 __all__ = (
+    "Done",
     "LinearLogic",
     "LinearStage",
     "Ports",
@@ -42,46 +45,6 @@ InT_co = TypeVar("InT_co", covariant=True)
 OutT_contra = TypeVar("OutT_contra", contravariant=True)
 
 _NOTHING: Any = object()
-
-#: The callback of :meth:`Ports.schedule`: ``done(result, error)``.
-Done = Callable[[Any, BaseException | None], None]
-
-
-class StageStats:
-    """Mutable per-run counters of one stage; the engine owns them, the Report copies them.
-
-    ``received``/``emitted`` are counted by the engine (grab/push); a logic counts what only it
-    knows: ``filtered`` (chose not to emit), ``dropped`` (overflow policies) and ``lost``
-    (items it held when the run was cancelled). ``errored`` is counted by the error surface.
-    """
-
-    __slots__ = (
-        "busy_seconds",
-        "dropped",
-        "emitted",
-        "errored",
-        "filtered",
-        "lost",
-        "name",
-        "received",
-    )
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.received = 0
-        self.emitted = 0
-        self.filtered = 0
-        self.errored = 0
-        self.dropped = 0
-        self.lost = 0
-        self.busy_seconds = 0.0
-
-    def __repr__(self) -> str:
-        return (
-            f"StageStats({self.name!r}, received={self.received}, emitted={self.emitted}, "
-            f"filtered={self.filtered}, errored={self.errored}, dropped={self.dropped}, "
-            f"lost={self.lost})"
-        )
 
 
 class Ports(Protocol[InT_co, OutT_contra]):

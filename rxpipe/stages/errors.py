@@ -8,13 +8,24 @@ lets the exception escape the callback and calls :func:`annotate`, then fails th
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import functools
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Generic, Literal, TypeVar, final
 
+from rxpipe._core.interpreter import Interpreter
+from rxpipe._core.notes import annotate
 from rxpipe.stages._base import Done, Ports, Stage, StageLogic, StageStats
 
-__all__ = ("ErrorMode", "Node", "Result", "annotate", "check_errors", "create_logic")
+__all__ = (
+    "ErrorMode",
+    "Node",
+    "Result",
+    "annotate",
+    "check_errors",
+    "create_logic",
+    "interpreter",
+)
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -23,7 +34,6 @@ R = TypeVar("R")
 #: or a callback ``(exc, item) -> None`` (drop, count, tell the callback).
 ErrorMode = Literal["raise", "result", "skip"] | Callable[[BaseException, Any], None]
 
-_NOTE_PREFIX: Final = "rxpipe: raised in stage "
 _NO_ITEM: Final = object()
 
 
@@ -69,14 +79,6 @@ def check_errors(errors: object) -> None:
     raise TypeError(f"errors= must be {expected}, got {type(errors).__name__} {errors!r}")
 
 
-def annotate(error: BaseException, stage_name: str) -> BaseException:
-    """Add a note naming the stage that raised, once (the first stage is the one that did)."""
-    notes = getattr(error, "__notes__", ())
-    if not any(n.startswith(_NOTE_PREFIX) for n in notes):
-        error.add_note(f"{_NOTE_PREFIX}{stage_name!r}")
-    return error
-
-
 @final
 @dataclass(frozen=True, slots=True)
 class Node:
@@ -98,6 +100,11 @@ def create_logic(node: Node, ports: Ports[Any, Any]) -> StageLogic[Any, Any]:
     if not node.supervised:
         return node.stage.create_logic(ports)
     return _Supervisor(ports, node)
+
+
+def interpreter(nodes: Sequence[Node], stats: Sequence[StageStats]) -> Interpreter:
+    """The kernel's interpreter for a chain of placed stages, each logic built for this run."""
+    return Interpreter([functools.partial(create_logic, node) for node in nodes], stats)
 
 
 class _Supervisor(StageLogic[Any, Any]):

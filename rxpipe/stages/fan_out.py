@@ -30,8 +30,7 @@ from typing import Any, ClassVar, Final, NamedTuple, TypeVar
 
 from rxpipe.stages._base import Ports, Stage, StageLogic, StageStats
 from rxpipe.stages.callables import check_sync_callable
-from rxpipe.stages.chain import Interpreter
-from rxpipe.stages.errors import Node, annotate
+from rxpipe.stages.errors import Node, annotate, interpreter
 from rxpipe.stages.simple import check_count
 
 __all__ = ("BatchCounts", "Parallel", "Partition", "run_batch")
@@ -72,7 +71,7 @@ def run_batch(nodes: tuple[Node, ...], items: list[Any]) -> tuple[list[Any], Bat
     Dask worker), on one generic interpreter per batch.
     """
     stats = [StageStats(n.name) for n in nodes]
-    interp = Interpreter(nodes, stats)
+    interp = interpreter(nodes, stats)
     interp.start()
     out: list[Any] = []
     it = iter(items)
@@ -198,7 +197,7 @@ class _CopiesLogic(StageLogic[Any, Any]):
         super().__init__(ports)
         name = ports.stats.name
         self.copies = [
-            Interpreter(nodes, [StageStats(f"{name}[{i}]/{nd.name}") for nd in nodes])
+            interpreter(nodes, [StageStats(f"{name}[{i}]/{nd.name}") for nd in nodes])
             for i in range(n)
         ]
         self.ordered = ordered
@@ -286,7 +285,7 @@ class _CopiesLogic(StageLogic[Any, Any]):
         """Hand work a copy scheduled to this stage's ports; its end goes back to the copy."""
         copy = self.copies[i]
         while copy.scheduled:
-            index, work, done = copy.scheduled.pop(0)
+            index, work, done = copy.scheduled.popleft()
             self.work[i] += 1
 
             def back(

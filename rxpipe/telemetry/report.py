@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from rxpipe.stages._base import StageStats
+from rxpipe._core.stats import StageStats
 
 __all__ = ("Report", "StageReport")
 

@@ -20,8 +20,8 @@ from collections import deque
 from collections.abc import AsyncIterator, Iterator
 from typing import Any, Final, final
 
+from rxpipe._core.stats import StageStats
 from rxpipe.engines.base import settle_tasks
-from rxpipe.stages._base import StageStats
 from rxpipe.stages.buffering import Overflow, overflow_error
 from rxpipe.stages.errors import annotate
 

@@ -1,8 +1,8 @@
 """The demand-pull engine: synchronous islands run in the caller's thread, item by item on demand.
 
 A plan is cut into segments: maximal runs of fusible stages become one generated loop
-(``fused.py``), everything else is run by the generic interpreter (``stages/chain.py``). Each
-segment is an iterator transform, so pulling an item from the run pulls exactly as much as
+(``fused.py``), everything else is run by the kernel's interpreter (``_core/interpreter.py``).
+Each segment is an iterator transform, so pulling an item from the run pulls exactly as much as
 needed through every segment: demand of one, with no buffering between stages. Sources that
 live on an event loop (async iterables, publishers signalling from other threads) make the
 run asynchronous; the sync terminals then drive a private event loop, or refuse with a clear
@@ -12,12 +12,24 @@ error inside a running one.
 from __future__ import annotations
 
 import asyncio
-import functools
 import time
-from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any, Final, cast, final
 
+from rxpipe._core.interpreter import Interpreter
+from rxpipe._core.stats import StageStats
+from rxpipe._core.steps import (
+    COMPLETE,
+    END,
+    GONE,
+    NOTHING,
+    RECEIVE,
+    SEND,
+    STALL,
+    Failure,
+    stage_steps,
+)
+from rxpipe._core.work import Work
 from rxpipe.engines.base import (
     Engine,
     Plan,
@@ -25,14 +37,11 @@ from rxpipe.engines.base import (
     closing,
     iterate_on_private_loop,
     run_on_private_loop,
-    settle_tasks,
 )
 from rxpipe.engines.pull.boundary import Boundary
 from rxpipe.engines.pull.fused import FusedRun, is_fusible
-from rxpipe.stages._base import Done, StageStats
 from rxpipe.stages.buffering import Buffer
-from rxpipe.stages.chain import Interpreter
-from rxpipe.stages.errors import Node, annotate
+from rxpipe.stages.errors import Node, annotate, interpreter
 from rxpipe.telemetry.report import Report
 
 __all__ = ("PullEngine",)
@@ -92,13 +101,13 @@ class _GenericSegment:
         return len(self.stats)
 
     def iterate(self, src: Iterator[Any], upstream: StageStats) -> Iterator[Any]:
-        return _drive(Interpreter(self.nodes, self.stats), src, upstream)
+        return _drive(interpreter(self.nodes, self.stats), src, upstream)
 
     def aiterate(
         self, src: AsyncIterator[Any] | Iterator[Any], upstream: StageStats, *, sync: bool
     ) -> AsyncIterator[Any]:
         """``sync``: ``src`` is a plain iterator, to be read inline."""
-        return _adrive(Interpreter(self.nodes, self.stats), src, upstream, sync=sync)
+        return _adrive(interpreter(self.nodes, self.stats), src, upstream, sync=sync)
 
     def settle(self) -> int:
         return self.stats[0].received
@@ -156,7 +165,7 @@ def _drive(interp: Interpreter, src: Iterator[Any], upstream: StageStats) -> Ite
                     if interp.scheduled:
                         raise RuntimeError(_NO_LOOP)
                     if not interp.input_wanted:
-                        raise RuntimeError(_STALL)
+                        raise RuntimeError(STALL)
                     _feed_next(interp, src, upstream)
             if interp.output:
                 yield interp.output.popleft()
@@ -180,7 +189,8 @@ async def _adrive(
     *,
     sync: bool,
 ) -> AsyncIterator[Any]:
-    """The async twin of :func:`_drive`, which also runs the work stages schedule.
+    """A generic segment in an async run: the kernel's step machine, its output yielded to the
+    consumer, its input read from ``src``, the work its stages schedule run beside it.
 
     While work is running, the segment waits for whichever comes first: a finished piece of
     work, or the input item a stage asked for. With no work in flight it simply awaits input.
@@ -188,94 +198,54 @@ async def _adrive(
     there at once, so no task is spent waiting for it; the loop still gets a turn every few
     hundred items.
     """
-    loop = asyncio.get_running_loop()
-    running: set[asyncio.Task[Any]] = set()
-    finished: deque[tuple[int, Done, Any, BaseException | None]] = deque()
-    wake: list[asyncio.Future[None]] = []
+    work = Work()
+    steps = stage_steps(interp, work.finished)
+    output, scheduled = interp.output, interp.scheduled
     input_task: asyncio.Task[Any] | None = None
     sync_src = cast("Iterator[Any]", src) if sync else None
+    async_src = cast("AsyncIterator[Any]", src)
     inline_reads = 0
-
-    def on_work_end(index: int, done: Done, task: asyncio.Task[Any]) -> None:
-        running.discard(task)
-        if task.cancelled():
-            return
-        error = task.exception()
-        finished.append((index, done, None if error is not None else task.result(), error))
-        poke(task)
-
-    def poke(_: object) -> None:
-        if wake and not wake[0].done():
-            wake[0].set_result(None)
-
-    def start_work() -> None:
-        scheduled = interp.scheduled
-        while scheduled:
-            index, work, done = scheduled.pop(0)
-            try:
-                task = asyncio.ensure_future(work())
-            except Exception as exc:  # the work failed before it could even start
-                finished.append((index, done, None, exc))
-                continue
-            running.add(task)
-            task.add_done_callback(functools.partial(on_work_end, index, done))
-
-    async def next_input() -> None:
-        try:
-            item = await anext(cast("AsyncIterator[Any]", src))
-        except StopAsyncIteration:
-            interp.feed_end()
-        except Exception as exc:
-            interp.feed_error(annotate(exc, upstream.name))
-        else:
-            interp.feed(item)
-
-    interp.start()
+    got: Any = None
     try:
+        op = next(steps)
         while True:
-            if input_task is not None and input_task.done():
-                # it may have ended while this generator was suspended at a yield, when no
-                # waiter was there to be woken: look at it before deciding to wait
-                task, input_task = input_task, None
-                task.result()  # next_input handles its errors; this re-raises only bugs
-            while finished:
-                interp.work_done(*finished.popleft())
-            start_work()
-            if interp.output:
-                yield interp.output.popleft()
-                continue
-            if interp.finished:
-                if interp.error is not None:
-                    raise interp.error
-                return
-            interp.demand()
-            start_work()
-            if interp.output or interp.finished or finished:
-                continue
-            if sync_src is not None and interp.input_wanted:
-                _feed_next(interp, sync_src, upstream)
-                start_work()
-                inline_reads += 1
-                if inline_reads >= _YIELD_EVERY:
-                    inline_reads = 0
-                    await asyncio.sleep(0)
-                continue
-            if not running and input_task is None:
-                if not interp.input_wanted:
-                    raise RuntimeError(_STALL)
-                await next_input()  # nothing else can happen meanwhile: no task needed
-                start_work()
-                continue
-            if interp.input_wanted and input_task is None:
-                input_task = loop.create_task(next_input())
-                input_task.add_done_callback(poke)
-            waiter: asyncio.Future[None] = loop.create_future()
-            wake[:] = [waiter]
-            await waiter  # woken by finished work or by the input item
-            wake.clear()
+            if scheduled:
+                work.start(scheduled)
+            if op == SEND:
+                yield output.popleft()
+                got = None
+            elif op == RECEIVE:
+                if sync_src is not None:
+                    got = _next_outcome(sync_src, upstream)
+                    inline_reads += 1
+                    if inline_reads >= _YIELD_EVERY:
+                        inline_reads = 0
+                        await asyncio.sleep(0)
+                elif input_task is None and not work.running:
+                    got = await _anext_outcome(async_src, upstream)  # nothing else can happen
+                else:
+                    if input_task is None:
+                        input_task = asyncio.ensure_future(_anext_outcome(async_src, upstream))
+                        input_task.add_done_callback(work.wake)
+                    if not input_task.done():
+                        await work.wait()  # woken by finished work or by the input item
+                    if input_task.done():
+                        got, input_task = input_task.result(), None
+                    else:
+                        got = NOTHING
+            else:  # WAIT
+                if not work.running and not work.finished:
+                    raise RuntimeError(STALL)
+                await work.wait()
+                got = None
+            op = steps.send(got)
+            got = None
+    except StopIteration as ended:
+        if ended.value is not COMPLETE and ended.value is not GONE:
+            raise ended.value from None
     finally:
-        pending = [*running, *([input_task] if input_task is not None else [])]
-        again = await settle_tasks(pending) if pending else False
+        again = await work.stop(*([input_task] if input_task is not None else []))
+        steps.close()
         if not interp.finished:
             interp.cancel()
         interp.stop()
@@ -291,12 +261,29 @@ async def _adrive(
             raise asyncio.CancelledError
 
 
+def _next_outcome(src: Iterator[Any], upstream: StageStats) -> Any:
+    """The next item of a sync ``src``, as the step machine takes it."""
+    try:
+        return next(src)
+    except StopIteration:
+        return END
+    except Exception as exc:
+        return Failure(annotate(exc, upstream.name))
+
+
+async def _anext_outcome(src: AsyncIterator[Any], upstream: StageStats) -> Any:
+    """The next item of an async ``src``, as the step machine takes it."""
+    try:
+        return await anext(src)
+    except StopAsyncIteration:
+        return END
+    except Exception as exc:
+        return Failure(annotate(exc, upstream.name))
+
+
 _NO_LOOP: Final = (
     "a stage scheduled asynchronous work in a run without an event loop; its blueprint must "
     "set is_async = True"
-)
-_STALL: Final = (
-    "a stage neither pushed nor pulled after on_pull: its logic breaks the port protocol"
 )
 
 

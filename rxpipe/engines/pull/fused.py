@@ -7,7 +7,7 @@ shape of run and cached. Per item, the loop does the user's calls and almost not
 its stage's name attached to an exception, and the counters the ``Report`` needs are kept only
 where they cannot be derived afterwards (rejections, flat_map inputs, output count).
 
-The generic interpreter (``stages/chain.py``) runs the same stages through their logic objects;
+The generic interpreter (``_core/interpreter.py``) runs the same stages through their logic objects;
 the test suite runs every operator both ways.
 """
 

@@ -14,6 +14,7 @@ from collections import deque
 from collections.abc import Sequence
 from typing import Any, Final, Generic, TypeVar, final
 
+from rxpipe._core.stats import StageStats
 from rxpipe.errors import MissingBackpressureError
 from rxpipe.spec import (
     MAX_DEMAND,
@@ -25,9 +26,7 @@ from rxpipe.spec import (
     check_request,
     signal_safely,
 )
-from rxpipe.stages._base import StageStats
-from rxpipe.stages.chain import Interpreter
-from rxpipe.stages.errors import Node
+from rxpipe.stages.errors import Node, interpreter
 
 __all__ = ("FlowProcessor",)
 
@@ -85,7 +84,7 @@ class FlowProcessor(Generic[T, R]):
     def __init__(self, nodes: Sequence[Node], *, prefetch: int = 16) -> None:
         self._prefetch = prefetch
         self.stats = [StageStats(n.name) for n in nodes]
-        self._interp = Interpreter(nodes, self.stats)
+        self._interp = interpreter(nodes, self.stats)
         self._lock = threading.Lock()
         self._buffer: deque[Any] = deque()
         self._upstream: Subscription | None = None

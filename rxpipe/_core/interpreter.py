@@ -1,8 +1,10 @@
-"""The generic interpreter: runs any chain of stage logics on the caller's thread.
+"""The interpreter: runs any chain of stage logics on the caller's thread (the kernel's heart).
 
-It lives with the stage model because it does no I/O and knows no engine: the pull engine
-runs its generic path on it, and composite stages (fragments, ``parallel``, ``partition``) run
-their sub-chains on it, on whichever engine runs them.
+Every engine runs stages on it: the pull engine's generic segments, each push stage (an
+interpreter between two channels), publishers and processors, and composite stages
+(fragments, ``parallel``, ``partition``) for their sub-chains. It does no I/O and knows no
+engine; it sits under the blueprints, which build it through
+:func:`rxpipe.stages.errors.interpreter`.
 
 Every port action becomes an event on one queue, processed in a loop, so a ``push`` never
 calls the next stage's ``on_push`` directly. What a stage sees of its inlet (``has_pulled``,
@@ -12,19 +14,43 @@ stays flat however long the chain and however the stages ping-pong (rule 3.3).
 
 The interpreter does no I/O: a driver feeds it input items (:meth:`Interpreter.feed`) and asks
 for output (:meth:`Interpreter.demand`), which is how the same interpreter serves sync
-iteration, async iteration and publisher edges.
+iteration, async iteration, channels and publisher edges. Its two edges are the boundaries
+(Pekko's boundary logics): ``input_wanted``/``feed*`` and the ``on_input_cancel`` hook at the
+upstream edge, ``demand``/``output``/``finished`` and ``cancel`` at the downstream edge.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Final, final
+from typing import Any, Final, Protocol, final
 
-from rxpipe.stages._base import Done, StageLogic, StageStats
-from rxpipe.stages.errors import Node, annotate, create_logic
+from rxpipe._core.notes import annotate
+from rxpipe._core.stats import Done, StageStats
 
-__all__ = ("Interpreter",)
+__all__ = ("Interpreter", "Logic", "LogicFactory")
+
+
+class Logic(Protocol):
+    """What the interpreter calls on a stage's logic (``rxpipe.StageLogic`` is one)."""
+
+    def pre_start(self) -> None: ...
+    def on_push(self) -> None: ...
+    def on_pull(self) -> None: ...
+    def on_upstream_finish(self) -> None: ...
+    def on_upstream_failure(self, error: BaseException) -> None: ...
+    def on_downstream_finish(self) -> None: ...
+    def post_stop(self) -> None: ...
+    def held_items(self) -> int: ...
+
+
+#: Builds one stage's logic for this run, bound to the ports the interpreter gives it.
+LogicFactory = Callable[[Any], Logic]
+
+
+def _ignore() -> None:
+    """The default upstream-cancel hook: a driver reading an iterator has nothing to close."""
+
 
 _ON_PULL: Final = 0
 _ON_PUSH: Final = 1
@@ -57,7 +83,7 @@ class _Ports:
         self.interp = interp
         self.index = index
         self.stats = stats
-        self.logic: StageLogic[Any, Any]
+        self.logic: Logic
         self._item: Any = _EMPTY
         self._in_pulled = False
         self._in_closed = False
@@ -134,20 +160,24 @@ class Interpreter:
         "finished",
         "input_closed",
         "input_wanted",
+        "on_input_cancel",
         "output",
         "scheduled",
         "stats",
         "stopped",
     )
 
-    def __init__(self, nodes: Sequence[Node], stats: Sequence[StageStats]) -> None:
-        if not nodes:
+    def __init__(self, logics: Sequence[LogicFactory], stats: Sequence[StageStats]) -> None:
+        if not logics:
             raise ValueError("an interpreter needs at least one stage")
         self._events: deque[tuple[int, int, Any]] = deque()
         self.stats = stats
         self._ports = [_Ports(self, i, st) for i, st in enumerate(stats)]
-        for node, ports in zip(nodes, self._ports, strict=True):
-            ports.logic = create_logic(node, ports)
+        for make, ports in zip(logics, self._ports, strict=True):
+            ports.logic = make(ports)
+        #: Called once when the first stage cancels its upstream: a channel driver closes the
+        #: receiving end there, so upstream stops at its next send.
+        self.on_input_cancel: Callable[[], None] = _ignore
         self.output: deque[Any] = deque()
         self.finished = False
         self.error: BaseException | None = None
@@ -155,7 +185,7 @@ class Interpreter:
         self.input_closed = False
         self.stopped = False
         #: Work the stages asked for, not yet started by the driver: (stage, work, done).
-        self.scheduled: list[tuple[int, Callable[[], Awaitable[Any]], Done]] = []
+        self.scheduled: deque[tuple[int, Callable[[], Awaitable[Any]], Done]] = deque()
 
     # -- driver side -----------------------------------------------------------------------
     def start(self) -> None:
@@ -166,6 +196,20 @@ class Interpreter:
     def wants_output(self) -> bool:
         """Whether the chain was asked for an item it has not produced yet."""
         return self._ports[-1]._out_pulled
+
+    @property
+    def output_closed(self) -> bool:
+        """Whether the chain can emit nothing more (it ended, or downstream cancelled)."""
+        return self._ports[-1]._out_closed
+
+    def held(self) -> int:
+        """Items the chain holds now, its undelivered output included (lost if it stops)."""
+        held = len(self.output)
+        for ports in self._ports:
+            held += ports.logic.held_items()
+            if ports._item is not _EMPTY:
+                held += 1
+        return held
 
     def demand(self) -> None:
         """Downstream of the chain wants one more item."""
@@ -216,6 +260,8 @@ class Interpreter:
         if self.stopped:
             return
         self.stopped = True
+        self._ports[-1].stats.lost += len(self.output)  # produced, never delivered
+        self.output.clear()
         for ports in self._ports:
             held = ports.logic.held_items()
             if ports._item is not _EMPTY:
@@ -273,7 +319,9 @@ class Interpreter:
     def _cancelled(self, index: int) -> None:
         if index == 0:
             self.input_wanted = False
-            self.input_closed = True
+            if not self.input_closed:
+                self.input_closed = True
+                self.on_input_cancel()
             return
         up = self._ports[index - 1]
         if not up._out_closed:

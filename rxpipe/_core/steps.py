@@ -1,0 +1,127 @@
+"""The one loop that runs an interpreter between two boundaries, written once as a step machine.
+
+Python cannot share one function between ``await`` and blocking code, so the loop is a
+generator: it decides, and yields what it needs done next; a driver (one per way of waiting:
+asyncio, a thread, an async generator feeding a consumer) does it and sends back the outcome.
+
+- ``SEND``: deliver ``output.popleft()`` downstream; resume with ``None``, or ``GONE`` when
+  downstream is gone (the item is lost);
+- ``RECEIVE``: get one input item; resume with the item, ``END`` (upstream completed),
+  a :class:`Failure` (upstream failed), or ``NOTHING`` (no item yet: work ended meanwhile);
+- ``WAIT``: nothing to do but wait for running work; resume with anything.
+
+The loop asks the chain for output as soon as the last item went out (``demand``), feeds it
+input only when it asked (``input_wanted``), and hands back the ends of work between steps.
+It returns how the chain ended: ``COMPLETE``, the exception it failed with, or ``GONE``.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Generator
+from typing import Any, Final, final
+
+from rxpipe._core.interpreter import Interpreter
+from rxpipe._core.notes import annotate
+from rxpipe._core.stats import StageStats
+from rxpipe._core.work import Ended
+
+__all__ = (
+    "COMPLETE",
+    "END",
+    "GONE",
+    "NOTHING",
+    "RECEIVE",
+    "SEND",
+    "STALL",
+    "WAIT",
+    "Failure",
+    "Steps",
+    "source_steps",
+    "stage_steps",
+)
+
+SEND: Final = 0
+RECEIVE: Final = 1
+WAIT: Final = 2
+
+
+@final
+class _Signal:
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+END: Final[Any] = _Signal("END")
+GONE: Final[Any] = _Signal("GONE")
+NOTHING: Final[Any] = _Signal("NOTHING")
+COMPLETE: Final[Any] = _Signal("COMPLETE")
+
+STALL: Final = "a stage neither pushed nor pulled after on_pull: its logic breaks the port protocol"
+
+#: A step machine: yields op codes, is sent outcomes, returns how it ended.
+Steps = Generator[int, Any, Any]
+
+
+@final
+class Failure:
+    """An upstream failure, as sent to a ``RECEIVE`` step (items may be exceptions)."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+def stage_steps(interp: Interpreter, finished: deque[Ended]) -> Steps:
+    """Run ``interp`` until it ends: the loop of every stage that is not a lowering."""
+    output = interp.output
+    interp.start()
+    while True:
+        while finished:
+            interp.work_done(*finished.popleft())
+        if output:
+            if (yield SEND) is GONE:
+                interp.stats[-1].lost += 1  # the item on its way out
+                interp.cancel()  # downstream is gone: the stages stop, upstream is cancelled
+            continue
+        if interp.finished:
+            return COMPLETE if interp.error is None else interp.error
+        if interp.output_closed:
+            return GONE
+        if not interp.wants_output():
+            interp.demand()
+            continue
+        if interp.input_wanted:
+            got = yield RECEIVE
+            if got is NOTHING:
+                continue
+            if got is END:
+                interp.feed_end()
+            elif type(got) is Failure:
+                interp.feed_error(got.error)
+            else:
+                interp.feed(got)
+            continue
+        yield WAIT  # the driver raises RuntimeError(STALL) if no work is running
+
+
+def source_steps(stats: StageStats, output: deque[Any]) -> Steps:
+    """Move a source's items (``RECEIVE`` from the source) downstream, one at a time."""
+    while True:
+        got = yield RECEIVE
+        if got is END:
+            return COMPLETE
+        if type(got) is Failure:
+            return annotate(got.error, stats.name)
+        output.append(got)
+        del got
+        stats.emitted += 1
+        if (yield SEND) is GONE:
+            stats.lost += 1
+            return GONE

@@ -1,0 +1,194 @@
+"""The two ways a push runner waits: awaiting on an event loop, or blocking a thread.
+
+Each driver runs a :class:`~rxpipe.engines.push.parts.Part`: it asks the step machine what to
+do next (``SEND``/``RECEIVE``/``WAIT``), does it on the channels with its own waiting
+strategy, and sends the outcome back. The decisions (when to pull, what to count, how to end)
+are all in :mod:`rxpipe._core.steps`, written once; here is only I/O. Every receive and every
+send is where a stage notices that the run stops (the guide's "two-select sandwich"): a
+channel closed from the other side, or the task being cancelled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Final
+
+from rxpipe._core.steps import COMPLETE, END, GONE, NOTHING, RECEIVE, SEND, STALL, Failure
+from rxpipe.engines.push._channel_common import (
+    BrokenChannelError,
+    ClosedChannelError,
+    EndOfChannel,
+    WouldBlock,
+)
+from rxpipe.engines.push.parts import Part
+from rxpipe.stages.errors import annotate
+
+__all__ = ("drive_async", "drive_blocking", "fail_stage")
+
+#: Ready input items a stage with work running takes in a row before it yields to its loop.
+_READY_IN_A_ROW: Final = 64
+
+_NO_LOOP: Final = (
+    "a stage scheduled asynchronous work in a run without an event loop; its blueprint must "
+    "set is_async = True"
+)
+
+_CLOSED: Final[Any] = object()  # a receive found its own end closed: the run is stopping
+
+
+def _end(part: Part, how: Any) -> None:
+    """Close the output channel the way the steps ended (downstream gone: nothing to close)."""
+    if how is COMPLETE:
+        part.outbox.close()
+    elif how is not GONE:
+        part.outbox.fail(how)
+
+
+async def _receive(inbox: Any) -> Any:
+    """One receive, its outcome as the step machine takes it."""
+    try:
+        return await inbox.receive()
+    except EndOfChannel:
+        return END
+    except (ClosedChannelError, BrokenChannelError):
+        return _CLOSED
+    except Exception as exc:
+        return Failure(exc)
+
+
+async def drive_async(part: Part) -> None:
+    """Run a part on the running event loop; the work its stages schedule runs beside it.
+
+    While work runs, a stage that wants input waits for whichever comes first: the input item
+    or a piece of work ending. Ready items and free room move without suspending.
+    """
+    steps, output, scheduled, work = part.steps, part.output, part.scheduled, part.work
+    inbox, outbox = part.inbox, part.outbox
+    send_nowait, receive_nowait = outbox.send_nowait, inbox.receive_nowait
+    receiving: asyncio.Task[Any] | None = None
+    ready_in_a_row = 0
+    got: Any = None
+    try:
+        op = next(steps)
+        while True:
+            if scheduled:
+                work.start(scheduled)
+            if op == SEND:
+                # it stays in ``output`` until sent: cancelled meanwhile, the stop counts it lost
+                item = output[0]
+                try:
+                    try:
+                        send_nowait(item)
+                    except WouldBlock:
+                        await outbox.send(item)
+                except (BrokenChannelError, ClosedChannelError):
+                    got = GONE  # the steps count it lost
+                else:
+                    got = None
+                del item
+                output.popleft()
+            elif op == RECEIVE:
+                if receiving is None and (not work.running or ready_in_a_row < _READY_IN_A_ROW):
+                    ready_in_a_row = ready_in_a_row + 1 if work.running else 0
+                    try:
+                        got = receive_nowait()
+                    except WouldBlock:
+                        got = NOTHING
+                    except EndOfChannel:
+                        got = END
+                    except (ClosedChannelError, BrokenChannelError):
+                        return
+                    except Exception as exc:
+                        got = Failure(exc)
+                    if got is NOTHING and not work.running:
+                        got = await _receive(inbox)  # nothing else can happen meanwhile
+                else:
+                    got = NOTHING
+                if got is NOTHING:
+                    ready_in_a_row = 0
+                    if receiving is None:
+                        receiving = asyncio.ensure_future(_receive(inbox))
+                        receiving.add_done_callback(work.wake)
+                    if not receiving.done():
+                        await work.wait()  # woken by finished work or by the item received
+                    if receiving.done():
+                        got, receiving = receiving.result(), None
+                if got is _CLOSED:
+                    return
+            else:  # WAIT
+                if not work.running and not work.finished:
+                    raise annotate(RuntimeError(STALL), part.stats.name)
+                await work.wait()
+                got = None
+            op = steps.send(got)
+            got = None
+    except StopIteration as ended:
+        _end(part, ended.value)
+    finally:
+        await _stop_async(part, receiving)
+
+
+async def _stop_async(part: Part, receiving: asyncio.Task[Any] | None) -> None:
+    again = await part.work.stop(*([receiving] if receiving is not None else []))
+    if receiving is not None and not receiving.cancelled():
+        got = receiving.result()
+        if got is not _CLOSED and got is not END and type(got) is not Failure:
+            part.stats.lost += 1  # an item arrived while the stage was stopping
+    part.steps.close()
+    part.stop()
+    if again:
+        raise asyncio.CancelledError
+
+
+def drive_blocking(part: Part) -> None:
+    """Run a part on the calling thread: every receive and send blocks it."""
+    steps, output, scheduled = part.steps, part.output, part.scheduled
+    inbox, outbox = part.inbox, part.outbox
+    got: Any = None
+    try:
+        op = next(steps)
+        while True:
+            if scheduled:
+                raise annotate(RuntimeError(_NO_LOOP), part.stats.name)
+            if op == SEND:
+                item = output[0]
+                try:
+                    outbox.send(item)
+                except (BrokenChannelError, ClosedChannelError):
+                    got = GONE
+                else:
+                    got = None
+                del item
+                output.popleft()
+            elif op == RECEIVE:
+                try:
+                    got = inbox.receive()
+                except EndOfChannel:
+                    got = END
+                except (ClosedChannelError, BrokenChannelError):
+                    return
+                except Exception as exc:
+                    got = Failure(exc)
+            else:
+                raise annotate(RuntimeError(STALL), part.stats.name)
+            op = steps.send(got)
+            got = None
+    except StopIteration as ended:
+        _end(part, ended.value)
+    finally:
+        part.steps.close()
+        part.stop()
+
+
+def fail_stage(exc: BaseException, inbox: Any, outbox: Any) -> None:
+    """End a runner that raised: fail its output, close its input.
+
+    A runner that had already closed its output ended before it raised (its ``post_stop``,
+    or a bug): nothing can carry the exception downstream, so it is raised again for the run
+    to report (the asyncio runtime raises it from the run's stop).
+    """
+    if outbox.statistics().closed:
+        raise exc
+    if inbox is not None:
+        inbox.close_receiving()
+    outbox.fail(exc)

@@ -1,0 +1,341 @@
+"""The push engine on threads: one thread per runner, :class:`ThreadChannel` between them.
+
+An async source gets an event loop of its own, inside its thread; so does a stage that
+schedules async work (its waits on the channels run on a small private pool, so the loop and
+its work keep running).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any, final
+
+from rxpipe.engines.base import Run
+from rxpipe.engines.push._channel_common import EndOfChannel, WouldBlock
+from rxpipe.engines.push.drivers import drive_async, drive_blocking, fail_stage
+from rxpipe.engines.push.parts import IteratorInbox, Part, stage_part
+from rxpipe.engines.push.thread_channel import ThreadChannel
+
+if TYPE_CHECKING:
+    from rxpipe._core.stats import StageStats
+    from rxpipe.engines.push.engine import PushEngine, PushRun
+
+__all__ = ("ThreadsRuntime",)
+
+
+@final
+class ThreadsRuntime:
+    """A push run on threads; consumed from sync code, or from async code through a helper."""
+
+    __slots__ = ("_agen", "_errors", "_pool", "_run", "_source_loop", "_sync_iter", "_threads")
+
+    def __init__(self, run: PushRun) -> None:
+        self._run = run
+        self._threads: list[threading.Thread] = []
+        self._errors: list[BaseException] = []
+        self._source_loop: _LoopSource | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        self._sync_iter: Generator[Any, None, None] | None = None
+        self._agen: AsyncGenerator[Any, None] | None = None
+
+    # -- starting --------------------------------------------------------------------------------
+    def _start(self) -> None:
+        run = self._run
+        run.wire(ThreadChannel)
+        plan, stats, channels = run.plan, run.stats, run.channels
+        source = plan.source
+        # An async source (or one that waits for items) gets its own event loop, inside its
+        # own thread; stopping the run cancels its wait (see _signal_stop).
+        items: Iterator[Any]
+        if source.is_async or source.prefers_async:
+            items = self._source_loop = _LoopSource(source.open_async(run))
+        else:
+            items = source.open(run)
+        targets: list[tuple[Callable[..., None], tuple[Any, ...]]] = [
+            (_source, (items, stats[0], channels[0]))
+        ]
+        for i, node in enumerate(plan.nodes):
+            part = stage_part(node, stats[i + 1], channels[i], channels[i + 1])
+            targets.append((_async_stage if node.stage.is_async else drive_blocking, (part,)))
+        names = plan.names()
+        inboxes = [None, *channels[:-1]]
+        self._threads = [
+            threading.Thread(
+                target=_guarded,
+                args=(fn, args, inboxes[i], channels[i], self._errors),
+                name=f"rxpipe-{names[i]}",
+                daemon=True,
+            )
+            for i, (fn, args) in enumerate(targets)
+        ]
+        for t in self._threads:
+            t.start()
+
+    # -- consuming -------------------------------------------------------------------------------
+    def _items(self) -> Generator[Any, None, None]:
+        self._start()
+        run = self._run
+        last = run.channels[-1]
+        try:
+            while True:
+                try:
+                    item = last.receive()
+                except EndOfChannel:
+                    return
+                run.delivered += 1
+                yield item
+        finally:
+            self._stop()
+
+    def iterate(self) -> Iterator[Any]:
+        self._sync_iter = it = self._items()
+        return it
+
+    async def _aitems(self) -> AsyncGenerator[Any, None]:
+        """Consumed from async code: a private helper thread waits, the loop takes the item."""
+        loop = asyncio.get_running_loop()
+        pool = self._pool = ThreadPoolExecutor(1, thread_name_prefix="rxpipe-consumer")
+        self._start()
+        run = self._run
+        last = run.channels[-1]
+        receive_nowait = last.receive_nowait
+        try:
+            while True:
+                # One item at a time: a batch held here would let upstream run further ahead
+                # than the in-flight bound. The helper thread only waits for an item to be
+                # ready and this loop takes it: cancelled meanwhile, nothing was taken.
+                try:
+                    item = receive_nowait()
+                except WouldBlock:
+                    await asyncio.wrap_future(pool.submit(last.wait_receivable))
+                    continue
+                except EndOfChannel:
+                    return
+                run.delivered += 1
+                yield item
+                del item
+        finally:
+            self._signal_stop()  # wakes the helper thread too, if it is waiting
+            try:
+                await loop.run_in_executor(pool, self._stop)
+            finally:  # even when cancelled meanwhile: the helper finishes the join, then ends
+                pool.shutdown(wait=True)
+                self._pool = None
+
+    def aiterate(self) -> AsyncIterator[Any]:
+        self._agen = self._aitems()  # aclose() closes it: its cleanup does the run's accounting
+        return self._agen
+
+    def collect(self) -> list[Any]:
+        return Run.collect(self._run)
+
+    async def collect_async(self) -> list[Any]:
+        return [item async for item in self.aiterate()]
+
+    def consume(self, fn: Callable[[Any], object]) -> None:
+        Run.consume(self._run, fn)
+
+    # -- stopping --------------------------------------------------------------------------------
+    def _signal_stop(self) -> None:
+        """Every runner ends soon: channels closed, a source waiting for items interrupted."""
+        self._run.close_channels()
+        if self._source_loop is not None:
+            self._source_loop.interrupt()  # a source waiting for items would never notice
+
+    def _stop(self) -> None:
+        first = self._run.begin_stop()
+        if first:
+            self._signal_stop()
+        # Joined by every caller, not only the first: a stopper that was itself cancelled
+        # must not let a second one build the Report while a stage thread still counts.
+        self.join()
+        self._run.finish()
+        if first and self._errors:
+            raise self._errors[0]  # raised by a stage after its end (see fail_stage)
+
+    def join(self) -> None:
+        current = threading.current_thread()
+        for t in self._threads:
+            if t is not current:
+                t.join()
+
+    def close(self) -> None:
+        it, self._sync_iter = self._sync_iter, None
+        if it is not None:
+            it.close()  # its cleanup stops every thread and joins them
+        elif self._threads:
+            self._stop()
+
+    async def aclose(self) -> None:
+        agen, self._agen = self._agen, None
+        if agen is not None:
+            try:
+                await agen.aclose()  # left suspended at a yield: its cleanup stops the run
+            except RuntimeError:  # still running in another task: stopped below instead
+                pass
+        if self._threads:
+            self._stop()
+
+    def input_engine(self, engine: PushEngine) -> PushEngine:
+        # A source with inputs waits for them, so this runtime opens it with open_async, on
+        # its own thread's event loop (see _start): the inputs run there as tasks, where async
+        # inputs share one loop, as they do on the other engines (asyncio objects belong to
+        # one loop, and a loop to one thread).
+        return type(engine)(buffer={**engine._sizes, "*": engine._default})
+
+
+def _source(items: Iterator[Any], stats: StageStats, outbox: Any) -> None:
+    try:
+        drive_blocking(Part.source(stats, IteratorInbox(items), outbox))
+    finally:
+        close = getattr(items, "close", None)
+        if close is not None:
+            close()
+
+
+def _async_stage(part: Part) -> None:
+    """A stage that schedules async work: its own event loop, in its thread."""
+    inbox, outbox = part.inbox, part.outbox
+    with ThreadPoolExecutor(2, thread_name_prefix=f"rxpipe-{part.stats.name}-io") as pool:
+        part.inbox = _ThreadChannelForLoop(inbox, pool, part.stats)
+        part.outbox = _ThreadChannelForLoop(outbox, pool, part.stats)
+        try:
+            asyncio.run(drive_async(part))
+        except BaseException as exc:
+            # before the pool's exit waits for its threads: one may be blocked on a channel
+            fail_stage(exc, inbox, outbox)
+
+
+def _guarded(
+    runner: Callable[..., None],
+    args: tuple[Any, ...],
+    inbox: Any,
+    outbox: Any,
+    errors: list[BaseException],
+) -> None:
+    """A thread's target: whatever escapes the runner fails the stage through its channels;
+    what cannot travel downstream is kept in ``errors`` for the run to raise once joined."""
+    try:
+        runner(*args)
+    except BaseException as exc:
+        try:
+            fail_stage(exc, inbox, outbox)
+        except BaseException as late:
+            errors.append(late)
+
+
+@final
+class _LoopSource(Iterator[Any]):
+    """An async source iterated by a thread on a private event loop, which another thread can
+    interrupt: ``interrupt()`` cancels the wait for the next item, and the iteration ends.
+
+    (A source waiting for items that never come, a quiet ``Flow.queue``, would otherwise keep
+    the thread, and the run's join, waiting.)
+    """
+
+    __slots__ = ("_gen", "_items", "_lock", "_loop", "_stopped", "_task")
+
+    def __init__(self, items: AsyncIterator[Any]) -> None:
+        self._items = items
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[Any] | None = None
+        self._stopped = False
+        self._gen = self._iterate()
+
+    def __next__(self) -> Any:
+        return next(self._gen)
+
+    def close(self) -> None:
+        """Close the source on the thread that iterates it (its loop lives there)."""
+        self._gen.close()
+
+    def _iterate(self) -> Generator[Any, None, None]:
+        loop = asyncio.new_event_loop()
+        with self._lock:
+            self._loop = loop
+        try:
+            while True:
+                task = loop.create_task(_anext(self._items))
+                with self._lock:
+                    if self._stopped:
+                        task.cancel()
+                    self._task = task
+                try:
+                    item = loop.run_until_complete(task)
+                except StopAsyncIteration:
+                    return
+                except asyncio.CancelledError:
+                    if self._stopped:
+                        return
+                    raise
+                yield item
+        finally:
+            try:
+                aclose = getattr(self._items, "aclose", None)
+                if aclose is not None:
+                    loop.run_until_complete(aclose())
+                loop.run_until_complete(loop.shutdown_asyncgens())
+            finally:
+                with self._lock:
+                    self._loop = self._task = None
+                loop.close()
+
+    def interrupt(self) -> None:
+        """Stop the iteration from any thread (idempotent)."""
+        with self._lock:
+            self._stopped = True
+            loop, task = self._loop, self._task
+            if loop is not None and task is not None:
+                loop.call_soon_threadsafe(task.cancel)
+
+
+async def _anext(items: AsyncIterator[Any]) -> Any:
+    return await anext(items)
+
+
+@final
+class _ThreadChannelForLoop:
+    """A thread channel seen through the asyncio channel's API, by one event loop.
+
+    Ready items move with the non-blocking calls; a wait runs on a small private pool, so the
+    loop (and the work scheduled on it) keeps running. Closing either side of the channel
+    wakes a blocked wait, so no pool thread outlives the run.
+    """
+
+    __slots__ = ("_ch", "_pool", "_stats")
+
+    def __init__(self, ch: Any, pool: ThreadPoolExecutor, stats: StageStats) -> None:
+        self._ch = ch
+        self._pool = pool
+        self._stats = stats
+
+    async def receive(self) -> Any:
+        try:
+            return self._ch.receive_nowait()
+        except WouldBlock:
+            pass
+        waiting = self._pool.submit(self._ch.receive)
+        try:
+            return await asyncio.wrap_future(waiting)
+        except asyncio.CancelledError:
+            # the wait goes on in its thread: an item it still takes reached no one, so it is
+            # counted lost (before the pool's exit lets the run report)
+            waiting.add_done_callback(self._lost_if_received)
+            raise
+
+    def _lost_if_received(self, waiting: Future[Any]) -> None:
+        if not waiting.cancelled() and waiting.exception() is None:
+            self._stats.lost += 1
+
+    async def send(self, item: Any) -> None:
+        try:
+            self._ch.send_nowait(item)
+        except WouldBlock:
+            await asyncio.get_running_loop().run_in_executor(self._pool, self._ch.send, item)
+
+    def __getattr__(self, name: str) -> Any:  # close, fail, close_receiving, *_nowait, ...
+        return getattr(self._ch, name)
