@@ -13,8 +13,7 @@ import pytest
 from rxpipe import Flow, MissingBackpressureError, Overflow, PushEngine, stage
 from rxpipe.engines import Engine
 from rxpipe.stages import LinearLogic, LinearStage, Ports, Stage, StageLogic
-
-from .conftest import read_ahead
+from tests.helpers import read_ahead
 
 
 class Recorder:

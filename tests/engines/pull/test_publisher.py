@@ -13,8 +13,7 @@ import pytest
 
 from rxpipe import Flow, MissingBackpressureError, Subscription
 from rxpipe.engines import Engine
-
-from .conftest import assert_pulled
+from tests.helpers import assert_pulled
 
 
 class OneByOne:

@@ -1,4 +1,4 @@
-"""Helpers for flow tests; the ``engine`` fixture (every engine) comes from rxpipe's plugin."""
+"""Helpers shared by test modules; the ``engine`` fixture comes from rxpipe's pytest plugin."""
 
 from __future__ import annotations
 

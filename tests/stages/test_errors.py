@@ -8,8 +8,7 @@ import pytest
 
 from rxpipe import Flow, Result
 from rxpipe.engines import Engine
-
-from .conftest import assert_pulled
+from tests.helpers import assert_pulled
 
 
 def flaky(x: int) -> int:
