@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import pytest
 
-from rxpipe import Flow, Result
+from rxpipe import Flow, Overflow, Result, stage
 from rxpipe.engines import Engine
-from tests.helpers import assert_pulled
+from rxpipe.stages import LinearLogic, LinearStage, Ports
+from tests.helpers import Abort, assert_pulled
+from tests.helpers import slow_identity as _slow_identity
+from tests.helpers import turns as _turns
 
 
 def flaky(x: int) -> int:
@@ -95,3 +99,87 @@ def test_raise_stops_every_stage_and_upstream(engine: Engine) -> None:
     with pytest.raises(ValueError, match="bad 3"):
         flow.to_list(engine=engine)
     assert_pulled(engine, flow, len(pulled), 4)
+
+
+def _abort_at_10(x: int) -> int:
+    if x == 10:
+        raise Abort
+    return x
+
+
+async def _abort_at_10_async(x: int) -> int:
+    return _abort_at_10(x)
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: Flow.range(100).map(_abort_at_10),
+        lambda: Flow.range(100).map(_abort_at_10).map(str),
+        lambda: Flow.range(100).map_async(_abort_at_10_async).map(str),
+        lambda: Flow.range(100).map(_abort_at_10).map_async(_slow_identity, concurrency=4),
+        lambda: (
+            Flow.range(100).map_async(_abort_at_10_async).map_async(_slow_identity, concurrency=4)
+        ),
+        lambda: Flow.range(100).map(_abort_at_10).buffer(4, overflow=Overflow.DROP_OLDEST),
+        lambda: Flow.range(100).map(_abort_at_10, errors="skip"),
+        lambda: Flow.range(100).map_async(_abort_at_10_async, concurrency=3, errors="skip"),
+        lambda: Flow.range(100).parallel(2, stage().map(_abort_at_10), ordered=True),
+    ],
+    ids=[
+        "map",
+        "map-map",
+        "map_async-map",
+        "map-map_async",
+        "map_async-map_async",
+        "buffer",
+        "skip",
+        "map_async-skip",
+        "parallel",
+    ],
+)
+def test_a_base_exception_ends_the_run_on_every_engine(engine: Engine, build: Any) -> None:
+    """The push runners let it escape and the run hung; now it travels down like any error."""
+    with pytest.raises(Abort):
+        build().to_list(engine=engine)
+
+
+def test_a_base_exception_before_a_buffer_reaches_the_caller(engine: Engine) -> None:
+    flow = Flow.range(100).map_async(_abort_at_10_async).buffer(4).map(str)
+    with pytest.raises(Abort):
+        flow.to_list(engine=engine)
+
+
+class _FlushAtEnd(LinearLogic[int, list[int]]):
+    """Keeps items and emits them as one list at the end; item 4 raises."""
+
+    def __init__(self, ports: Ports[int, list[int]]) -> None:
+        super().__init__(ports)
+        self.kept: list[int] = []
+
+    def on_item(self, item: int) -> tuple[list[int], ...]:
+        if item == 4:
+            raise ValueError("bad item")
+        self.kept.append(item)
+        return ()
+
+    def on_finish(self) -> tuple[list[int], ...]:
+        return (self.kept,)
+
+
+@dataclass(frozen=True)
+class _Flush(LinearStage[int, list[int]]):
+    operator: ClassVar[str] = "flush"
+
+    def create_logic(self, ports: Ports[int, list[int]]) -> LinearLogic[int, list[int]]:
+        return _FlushAtEnd(ports)
+
+
+def test_a_skipped_error_on_the_last_item_still_lets_the_stage_flush(engine: Engine) -> None:
+    """The supervisor saw upstream closed before on_upstream_finish and completed the stage."""
+
+    async def last_is_slow(x: int) -> int:
+        return await _turns(x, 3 if x == 4 else 0)
+
+    flow = Flow.range(5).map_async(last_is_slow, concurrency=2).via(_Flush(), errors="skip")
+    assert flow.to_list(engine=engine) == [[0, 1, 2, 3]]
