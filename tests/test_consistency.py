@@ -39,12 +39,12 @@ def test_every_stage_has_a_documented_flow_method(cls: type[Stage[object, object
 
 @pytest.mark.parametrize("cls", blueprints(), ids=lambda c: c.__name__)
 def test_every_operator_is_tested_on_the_engine_fixture(cls: type[Stage[object, object]]) -> None:
-    """A test module that uses the every-engine fixture calls the operator."""
-    tests = Path(__file__).parent / "flow"
+    """A test module anywhere under tests/ that uses the every-engine fixture calls the operator."""
+    here = Path(__file__)
     needle = f".{cls.operator}("
     users = [
-        p.name
-        for p in tests.glob("test_*.py")
-        if needle in (text := p.read_text()) and "engine: Engine" in text
+        p.relative_to(here.parent).as_posix()
+        for p in here.parent.rglob("test_*.py")
+        if p != here and needle in (text := p.read_text()) and "engine: Engine" in text
     ]
     assert users, f"no engine-fixture test calls {needle}"

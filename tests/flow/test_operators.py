@@ -8,8 +8,7 @@ import pytest
 
 from rxpipe import Flow
 from rxpipe.engines import Engine
-
-from .conftest import assert_pulled, read_ahead
+from tests.helpers import assert_pulled, read_ahead
 
 
 class Tracked:

@@ -216,3 +216,31 @@ def test_engine_level_refusals_read_well(engine: Engine) -> None:
         "use the terminal's async twin (`await flow.to_list_async()` for `flow.to_list()`, "
         "`async for x in flow` for `for x in flow`) instead"
     )
+
+
+@pytest.mark.parametrize("terminal", ["foreach", "fold", "foreach_async", "fold_async"])
+def test_a_terminal_whose_function_raises_leaves_nothing_running(
+    engine: Engine, terminal: str
+) -> None:
+    """Regression: the abandoned async generator of a sync terminal was closed by a GC-time
+    task that outlived the private loop ("Task was destroyed but it is pending")."""
+
+    def bad(*args: int) -> int:
+        if args[-1] == 1:
+            raise KeyError(args[-1])
+        return 0
+
+    flow = Flow.range(50).map_async(_turns_zero)
+    calls: dict[str, Callable[[], object]] = {
+        "foreach": lambda: flow.foreach(bad, engine=engine),
+        "fold": lambda: flow.fold(bad, 0, engine=engine),
+        "foreach_async": lambda: asyncio.run(flow.foreach_async(bad, engine=engine)),
+        "fold_async": lambda: asyncio.run(flow.fold_async(bad, 0, engine=engine)),
+    }
+    with pytest.raises(KeyError):
+        calls[terminal]()
+
+
+async def _turns_zero(x: int) -> int:
+    await asyncio.sleep(0)
+    return x

@@ -19,7 +19,7 @@ from reactivex.testing import ReactiveTest, TestScheduler
 from rxpipe import Flow, MissingBackpressureError, Overflow, Report
 from rxpipe.engines import Engine
 from rxpipe.stages.buffering import overflow_error
-from tests.flow.conftest import read_ahead
+from tests.helpers import read_ahead
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -20,7 +20,7 @@ from reactivex.scheduler.eventloop import AsyncIOScheduler, AsyncIOThreadSafeSch
 from rxpipe import Flow, Overflow, Report
 from rxpipe.engines import Engine
 from rxpipe.interop.rx import BATCH
-from tests.flow.conftest import read_ahead
+from tests.helpers import read_ahead
 
 pytestmark = pytest.mark.timeout(30)
 

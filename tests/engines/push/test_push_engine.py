@@ -1,14 +1,21 @@
-"""What only the push engine has: channel sizes, the in-flight bound, overflow policies."""
+"""What only the push engine has: channel sizes, the in-flight bound, overflow policies, and
+the threads runtime (a thread per stage)."""
 
 from __future__ import annotations
 
 import asyncio
+import random
 import threading
 import time
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import pytest
 
-from rxpipe import Flow, MissingBackpressureError, Overflow, PushEngine
+from rxpipe import Flow, MissingBackpressureError, Overflow, PushEngine, stage
+from rxpipe.stages import Ports, Stage, StageLogic
+from tests.helpers import Abort
+from tests.helpers import turns as _turns
 
 
 def test_per_stage_buffer_sizes_by_name() -> None:
@@ -255,3 +262,109 @@ def test_aclose_of_a_run_left_at_a_yield_stops_it_at_once(runtime: str) -> None:
     emitted, delivered, lost = asyncio.run(main())
     assert delivered == 5
     assert emitted == delivered + lost
+
+
+class _TimerLogic(StageLogic[Any, Any]):
+    """Passes items on; a 10 ms timer scheduled at start records how many had passed."""
+
+    def __init__(self, ports: Ports[Any, Any], log: dict[str, int]) -> None:
+        super().__init__(ports)
+        self.log = log
+        self.n = 0
+        self.held: list[Any] = []
+
+    def pre_start(self) -> None:
+        self.ports.schedule(lambda: asyncio.sleep(0.01), self._fired)
+        self.ports.pull()
+
+    def _fired(self, result: Any, error: BaseException | None) -> None:
+        self.log["items_before_timer"] = self.n
+        if self.ports.is_upstream_closed() and not self.held:
+            self.ports.complete()
+
+    def on_pull(self) -> None:
+        if self.held:
+            self.ports.push(self.held.pop())
+            if not self.ports.is_upstream_closed():
+                self.ports.pull()
+            elif "items_before_timer" in self.log:
+                self.ports.complete()
+
+    def on_push(self) -> None:
+        self.n += 1
+        item = self.ports.grab()
+        if self.ports.can_push():
+            self.ports.push(item)
+            self.ports.pull()
+        else:
+            self.held.append(item)
+
+    def on_upstream_finish(self) -> None:
+        if not self.held and "items_before_timer" in self.log:
+            self.ports.complete()
+
+
+@dataclass(frozen=True)
+class _Timer(Stage[Any, Any]):
+    log: dict[str, int]
+    operator: ClassVar[str] = "timer"
+    is_async: ClassVar[bool] = True
+
+    def create_logic(self, ports: Ports[Any, Any]) -> StageLogic[Any, Any]:
+        return _TimerLogic(ports, self.log)
+
+
+def test_a_stage_whose_input_is_always_ready_still_runs_its_timers() -> None:
+    """Threads runtime: taking ready items without a pause starved the stage's own loop."""
+    log: dict[str, int] = {}
+    n = 200_000
+    flow = Flow.range(n).via(_Timer(log))
+    assert flow.count(engine=PushEngine(runtime="threads", buffer=4096)) == n
+    assert log["items_before_timer"] < n
+
+
+def test_a_base_exception_in_an_async_stage_on_the_threads_runtime_ends_the_run() -> None:
+    """The stage's helper pool waited for a thread blocked on the input channel: a hang."""
+
+    async def few_then_quiet() -> Any:
+        for i in range(3):
+            yield i
+        await asyncio.sleep(3600)
+
+    flow = Flow.from_async_iterable(few_then_quiet()).parallel(
+        4, stage().map_async(lambda x: _turns(x, 3)).map(_abort_at_10_or_always)
+    )
+    with pytest.raises(Abort):
+        flow.to_list(engine=PushEngine(runtime="threads"))
+
+
+def _abort_at_10_or_always(x: int) -> int:
+    raise Abort
+
+
+def test_an_early_stop_on_the_threads_runtime_counts_every_item() -> None:
+    """An async stage's helper thread could take an item after the stage stopped waiting for
+    it: the item reached no one and was counted nowhere."""
+
+    async def f(x: int) -> int:
+        return await _turns(x, x % 3)
+
+    for seed in range(120):
+        rng = random.Random(seed)
+        stop_after = rng.randint(1, 8)
+        flow = (
+            Flow.range(40)
+            .filter(lambda x: x % 5 != 0)
+            .map_async(f, concurrency=rng.randint(1, 4), ordered=False)
+            .map_async(f, concurrency=rng.randint(1, 4))
+        )
+        run = PushEngine(runtime="threads").open(flow.plan)
+        for n, _ in enumerate(run, 1):
+            if n >= stop_after:
+                break
+        run.close()
+        report = run.report()
+        stages = list(report.stages.values())
+        gone = sum(s.filtered + s.errored + s.dropped + s.lost for s in stages)
+        counted = report.delivered + gone
+        assert counted == stages[0].emitted

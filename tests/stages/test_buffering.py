@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from rxpipe import Flow, MissingBackpressureError, Overflow, PullEngine
+from rxpipe import Flow, MissingBackpressureError, Overflow, PullEngine, PushEngine
 from rxpipe.engines import Engine
 
 N = 300
@@ -162,3 +162,9 @@ def test_pull_buffer_drops_nothing_while_its_consumer_keeps_up(
 
     assert asyncio.run(main()) == list(range(1, 1001))
     assert run.report().stages["buffer"].dropped == 0
+
+
+def test_overflow_buffer_needs_a_channel_with_room() -> None:
+    flow = Flow.range(10).buffer(4, overflow=Overflow.DROP_OLDEST, name="buf")
+    with pytest.raises(ValueError, match="needs room"):
+        flow.to_list(engine=PushEngine(buffer={"buf": 0, "*": 1}))

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from rxpipe import Flow, Result
 from rxpipe.engines import Engine
+from tests.helpers import turns as _turns
 
 
 class Gauge:
@@ -182,3 +183,24 @@ def test_sync_terminal_inside_a_loop_points_at_the_async_twin() -> None:
         assert await Flow.range(3).map_async(f).to_list_async() == [0, 1, 2]
 
     asyncio.run(main())
+
+
+def test_map_async_never_exceeds_its_concurrency_behind_a_flat_map(engine: Engine) -> None:
+    live = peak = 0
+
+    async def counted(x: int) -> int:
+        nonlocal live, peak
+        live += 1
+        peak = max(peak, live)
+        await _turns(x, x % 4)
+        live -= 1
+        return x
+
+    flow = (
+        Flow.range(60)
+        .flat_map(lambda x: [x, x], errors="skip")
+        .map_async(counted, concurrency=1)
+        .map_async(lambda x: _turns(x, (x * 7) % 4), concurrency=2)
+    )
+    assert sorted(flow.to_list(engine=engine)) == sorted(2 * list(range(60)))
+    assert peak == 1

@@ -11,10 +11,9 @@ from typing import Any
 
 import pytest
 
-from rxpipe import Flow, MissingBackpressureError, Subscription
+from rxpipe import Flow, MissingBackpressureError, PushEngine, Subscription
 from rxpipe.engines import Engine
-
-from .conftest import assert_pulled
+from tests.helpers import assert_pulled
 
 
 class OneByOne:
@@ -468,3 +467,8 @@ def test_items_given_back_count_as_lost_at_the_last_stage(engine: Engine) -> Non
     assert source.emitted == report.delivered + report.lost
     assert last.lost >= 2
     assert run.report() == report  # the same every time it is read
+
+
+def test_to_publisher_checks_engine_settings_when_made() -> None:
+    with pytest.raises(ValueError, match="nosuch"):
+        Flow.range(3).to_publisher(engine=PushEngine(buffer={"nosuch": 1}))

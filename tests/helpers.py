@@ -1,7 +1,11 @@
-"""Helpers for flow tests; the ``engine`` fixture (every engine) comes from rxpipe's plugin."""
+"""Helpers shared by test modules: how far an engine reads ahead, and small async callables.
+
+The ``engine`` fixture (every engine) comes from rxpipe's pytest plugin, not from here.
+"""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -25,3 +29,25 @@ def assert_pulled(engine: Engine, flow: Flow[Any], pulled: int, exact: int) -> N
         assert pulled == exact
     else:
         assert exact <= pulled <= exact + read_ahead(engine, flow)
+
+
+class Abort(BaseException):
+    """Not an ``Exception``: what ``SystemExit`` or a user's own BaseException looks like."""
+
+
+async def slow_identity(x: int) -> int:
+    await asyncio.sleep(0.002)
+    return x
+
+
+async def after_turns(x: int) -> int:
+    """Finishes after ``x % 4`` loop turns: calls end out of order."""
+    for _ in range(x % 4):
+        await asyncio.sleep(0)
+    return x * 2
+
+
+async def turns(x: int, n: int) -> int:
+    for _ in range(n):
+        await asyncio.sleep(0)
+    return x

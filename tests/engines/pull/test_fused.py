@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from rxpipe import Flow, PullEngine
+from rxpipe.engines import Engine
 
 
 def triple(x: int) -> int:
@@ -89,3 +91,25 @@ def test_early_exit_from_iteration_counts_exactly() -> None:
         assert [next(it) for _ in range(3)] == [3, 9, 15]
         run.close()
         assert stats(run.report()) == [(0, 6, 0, 0), (6, 6, 0, 0), (6, 3, 3, 0)]
+
+
+def test_stop_iteration_from_a_user_function_is_not_a_silent_end(engine: Engine) -> None:
+    def f(x: int) -> int:
+        if x == 5:
+            raise StopIteration
+        return x
+
+    with pytest.raises((RuntimeError, StopIteration)):
+        Flow.range(10).map(f).to_list(engine=engine)
+    with pytest.raises((RuntimeError, StopIteration)):
+        list(Flow.range(10).map(f))
+
+
+def test_stop_iteration_inside_async_flows_too() -> None:
+    def f(x: int) -> int:
+        if x == 2:
+            raise StopIteration
+        return x
+
+    with pytest.raises((RuntimeError, StopIteration)):
+        asyncio.run(Flow.range(5).map(f).to_list_async())

@@ -16,8 +16,7 @@ from rxpipe import Flow, Overflow
 from rxpipe.engines import Engine
 from rxpipe.engines.pull.engine import PullEngine
 from rxpipe.stages.fan_in import MERGE_AHEAD
-
-from .conftest import read_ahead
+from tests.helpers import read_ahead
 
 
 class Tracked:

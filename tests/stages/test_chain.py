@@ -1,0 +1,73 @@
+"""The generic interpreter: port state, and events delivered in order, on every engine."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import pytest
+
+from rxpipe import Flow, stage
+from rxpipe.engines import Engine
+from rxpipe.stages import LinearLogic, LinearStage, Ports
+from tests.helpers import Abort
+from tests.helpers import after_turns as _after_turns
+from tests.helpers import turns as _turns
+
+
+def test_a_stage_is_not_told_upstream_closed_while_its_last_item_is_on_the_way(
+    engine: Engine,
+) -> None:
+    """The interpreter closed the port before delivering the item queued ahead of the end:
+    a map_async asked, saw nothing running and upstream closed, and finished without it."""
+    flow = (
+        Flow.from_iterable([1, 0])
+        .map_async(_after_turns)
+        .map_async(_after_turns)
+        .map_async(_after_turns, concurrency=2)
+    )
+    assert flow.to_list(engine=engine) == [8, 0]
+
+
+def test_a_stage_does_not_pull_again_while_an_item_is_queued_for_it(engine: Engine) -> None:
+    """The pull was cleared when the push was queued: the stage pulled again and the second
+    item overwrote the first, with nothing counted."""
+    d1 = {2: 4, 14: 4, -20: 2}
+    d2 = {-2: 2, -14: 2, 20: 4}
+    frag = (
+        stage()
+        .flat_map(lambda x: [x, x])
+        .partition(lambda x: x % 3, 2, stage().map_async(lambda x: _turns(-x, d1[x])))
+        .map_async(lambda x: _turns(x, d2[x]), concurrency=2, window=3)
+    )
+    out = Flow.from_iterable([2, 14, -20]).parallel(1, frag).to_list(engine=engine)
+    assert sorted(out) == [-14, -14, -2, -2, 20, 20]
+
+
+class _FailsAfterEnd(LinearLogic[int, int]):
+    def __init__(self, ports: Ports[int, int], error: type[BaseException]) -> None:
+        super().__init__(ports)
+        self.error = error
+
+    def on_item(self, item: int) -> tuple[int, ...]:
+        return (item,)
+
+    def post_stop(self) -> None:
+        raise self.error("post_stop failed")
+
+
+@dataclass(frozen=True)
+class _PostStopRaises(LinearStage[int, int]):
+    error: type[BaseException]
+    operator: ClassVar[str] = "post_stop_raises"
+
+    def create_logic(self, ports: Ports[int, int]) -> LinearLogic[int, int]:
+        return _FailsAfterEnd(ports, self.error)
+
+
+@pytest.mark.parametrize("error", [ValueError, Abort])
+def test_an_error_after_a_stage_ended_is_raised_not_swallowed(
+    engine: Engine, error: type[BaseException]
+) -> None:
+    with pytest.raises(error, match="post_stop failed"):
+        Flow.range(5).via(_PostStopRaises(error)).map(str).to_list(engine=engine)
