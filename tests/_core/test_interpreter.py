@@ -1,4 +1,4 @@
-"""The generic interpreter: port state, and events delivered in order, on every engine."""
+"""The interpreter (the kernel): port state, and events delivered in order, on every engine."""
 
 from __future__ import annotations
 
