@@ -64,7 +64,7 @@ _EMPTY: Final = object()
 
 
 @final
-class _Ports:
+class Ports:
     """The ports of stage ``index``; the state of its inlet and outlet lives here."""
 
     __slots__ = (
@@ -154,12 +154,14 @@ class Interpreter:
     """
 
     __slots__ = (
+        "_busy",
         "_events",
         "_ports",
         "error",
         "finished",
         "input_closed",
         "input_wanted",
+        "last_ports",
         "on_input_cancel",
         "output",
         "scheduled",
@@ -171,10 +173,13 @@ class Interpreter:
         if not logics:
             raise ValueError("an interpreter needs at least one stage")
         self._events: deque[tuple[int, int, Any]] = deque()
+        self._busy = False  # inside a logic callback: new events wait for the loop
         self.stats = stats
-        self._ports = [_Ports(self, i, st) for i, st in enumerate(stats)]
+        self._ports = [Ports(self, i, st) for i, st in enumerate(stats)]
         for make, ports in zip(logics, self._ports, strict=True):
             ports.logic = make(ports)
+        #: The last stage's ports: the kernel's step machine reads their state directly.
+        self.last_ports = self._ports[-1]
         #: Called once when the first stage cancels its upstream: a channel driver closes the
         #: receiving end there, so upstream stops at its next send.
         self.on_input_cancel: Callable[[], None] = _ignore
@@ -217,8 +222,21 @@ class Interpreter:
         if last._out_closed or last._out_pulled:
             return
         last._out_pulled = True
-        self._events.append((_ON_PULL, last.index, None))
-        self._run()
+        if self._busy:  # called back from inside a callback (a publisher's subscriber)
+            self._events.append((_ON_PULL, last.index, None))
+            return
+        # Idle: call the logic directly (the events it causes queue up as usual), which
+        # spares the queue a round trip on the path every item takes.
+        self._busy = True
+        try:
+            last.logic.on_pull()
+        except Exception as exc:
+            last.stats.errored += 1
+            last.fail(annotate(exc, last.stats.name))
+        finally:
+            self._busy = False
+        if self._events:
+            self._run()
 
     def feed(self, item: Any) -> None:
         """Deliver one input item (only after ``input_wanted`` became true)."""
@@ -228,8 +246,19 @@ class Interpreter:
             return
         first._in_pulled = False
         first._item = item
-        self._events.append((_ON_PUSH, 0, None))
-        self._run()
+        if self._busy:
+            self._events.append((_ON_PUSH, 0, None))
+            return
+        self._busy = True
+        try:
+            first.logic.on_push()
+        except Exception as exc:
+            first.stats.errored += 1
+            first.fail(annotate(exc, first.stats.name))
+        finally:
+            self._busy = False
+        if self._events:
+            self._run()
 
     def feed_end(self) -> None:
         """The input completed."""
@@ -291,7 +320,7 @@ class Interpreter:
         self._events.append((_ON_PULL, index - 1, None))
 
     def _pushed(self, index: int, item: Any) -> None:
-        if index == len(self._ports) - 1:
+        if self._ports[index] is self.last_ports:
             self.output.append(item)
             return
         down = self._ports[index + 1]
@@ -330,6 +359,15 @@ class Interpreter:
             self._events.append((_ON_CANCEL, index - 1, None))
 
     def _run(self) -> None:
+        if self._busy:
+            return  # the loop below, further up the stack, will get to the new events
+        self._busy = True
+        try:
+            self._loop()
+        finally:
+            self._busy = False
+
+    def _loop(self) -> None:
         events = self._events
         ports = self._ports
         while events:

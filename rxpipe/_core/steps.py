@@ -81,22 +81,26 @@ class Failure:
 def stage_steps(interp: Interpreter, finished: deque[Ended]) -> Steps:
     """Run ``interp`` until it ends: the loop of every stage that is not a lowering."""
     output = interp.output
+    demand, feed = interp.demand, interp.feed
+    last = interp.last_ports  # read directly: this loop runs for every item
     interp.start()
     while True:
-        while finished:
-            interp.work_done(*finished.popleft())
+        if finished:
+            while finished:
+                interp.work_done(*finished.popleft())
         if output:
             if (yield SEND) is GONE:
                 interp.stats[-1].lost += 1  # the item on its way out
                 interp.cancel()  # downstream is gone: the stages stop, upstream is cancelled
             continue
-        if interp.finished:
+        if last._out_closed:  # it ended, or downstream cancelled it
+            if not interp.finished:
+                return GONE
             return COMPLETE if interp.error is None else interp.error
-        if interp.output_closed:
-            return GONE
-        if not interp.wants_output():
-            interp.demand()
-            continue
+        if not last._out_pulled:
+            demand()
+            if output or finished or last._out_closed:
+                continue
         if interp.input_wanted:
             got = yield RECEIVE
             if got is NOTHING:
@@ -106,7 +110,7 @@ def stage_steps(interp: Interpreter, finished: deque[Ended]) -> Steps:
             elif type(got) is Failure:
                 interp.feed_error(got.error)
             else:
-                interp.feed(got)
+                feed(got)
             continue
         yield WAIT  # the driver raises RuntimeError(STALL) if no work is running
 
