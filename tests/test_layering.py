@@ -2,7 +2,8 @@
 
 The layers, lowest first (a module's layer is that of the longest prefix naming it):
 
-    spec, errors  <  _core  <  stages  <  telemetry  <  engines.base  <  engines.pull, engines.push
+    spec, errors  <  _core  <  stages  <  telemetry  <  engines.base, engines.lowerings
+    <  engines.pull, engines.push
     <  engines (its public face)  <  interop  <  flow  <  fragment  <  testing  <  rxpipe (__init__)
 
 Every ``import``/``from`` statement counts, wherever it is: at module level or inside a
@@ -35,7 +36,7 @@ LAYERS: Final = (
     ("rxpipe._core",),
     ("rxpipe.stages",),
     ("rxpipe.telemetry",),
-    ("rxpipe.engines.base",),
+    ("rxpipe.engines.base", "rxpipe.engines.lowerings"),
     ("rxpipe.engines.pull", "rxpipe.engines.push"),
     ("rxpipe.engines",),
     ("rxpipe.interop",),

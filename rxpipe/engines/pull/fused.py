@@ -20,13 +20,15 @@ from functools import lru_cache
 from types import CodeType
 from typing import Any, Final
 
-from rxpipe.stages._base import Stage, StageStats
+from rxpipe._core.stats import StageStats
+from rxpipe.engines.lowerings import FUSED_LOOP
+from rxpipe.stages._base import Stage
 from rxpipe.stages.errors import Node, annotate
 from rxpipe.stages.simple import Filter, FlatMap, Map, Skip, Take, TakeWhile
 
 __all__ = ("FUSIBLE", "FusedRun", "is_fusible")
 
-#: Stage types with a fused lowering, and the short code used in generated names.
+#: The code of each stage type of :data:`~rxpipe.engines.lowerings.FUSED_LOOP` in the generator.
 FUSIBLE: Final[dict[type[Stage[Any, Any]], str]] = {
     Map: "map",
     Filter: "filter",
@@ -38,8 +40,8 @@ FUSIBLE: Final[dict[type[Stage[Any, Any]], str]] = {
 
 
 def is_fusible(node: Node) -> bool:
-    """Whether ``node`` can join a fused run (default error surface, known stage type)."""
-    return type(node.stage) in FUSIBLE and not node.supervised
+    """Whether ``node`` can join a fused run (see :data:`rxpipe.engines.lowerings.FUSED_LOOP`)."""
+    return FUSED_LOOP.applies(node)
 
 
 def _code_of(fn: Any) -> CodeType | None:
@@ -82,6 +84,7 @@ def _compile(kinds: tuple[str, ...], mode: str) -> Callable[..., Any]:
             cnt.append(f"r{i}")
         elif kind == "flat_map":
             emit(f"    n{i} = 0")
+            emit(f"    it{i} = ()")
             cnt.append(f"n{i}")
         else:
             cnt.append("0")
@@ -160,15 +163,17 @@ def _compile(kinds: tuple[str, ...], mode: str) -> Callable[..., Any]:
         emit(f"{ind()}yield x")
     for lv in range(level, -1, -1):
         lines.extend(leave(lv, "    " * (3 + lv)))
+    # what each flat_map still held when the run ended early: lost, as on the generic path
+    held = [f"lh(it{i})" for i, kind in enumerate(kinds) if kind == "flat_map"]
     emit("    finally:")
-    emit(f"        counts[:] = [{', '.join(cnt)}, out]")
+    emit(f"        counts[:] = [{', '.join([*cnt, 'out', *held])}]")
     if mode == "agen":
         emit("        close = getattr(src, 'aclose', None)")
         emit("        if close is not None: await close()")
     else:
         emit("        close = getattr(src, 'close', None)")
         emit("        if close is not None: close()")
-    namespace: dict[str, Any] = {}
+    namespace: dict[str, Any] = {"lh": operator.length_hint}
     exec(compile("\n".join(lines), f"<rxpipe fused {'+'.join(kinds)}>", "exec"), namespace)
     fn: Callable[..., Any] = namespace["fused"]
     return fn
@@ -234,7 +239,7 @@ class FusedRun:
             _compile(self._kinds, "list")(src, self._params, self._fail, self._counts, sink.append)
         finally:
             if self._counts:
-                self._counts[-1] = len(sink)
+                self._counts[len(self._kinds)] = len(sink)
 
     # -- the builtin lowering --------------------------------------------------------------------
     def _builtin_ok(self) -> bool:
@@ -371,11 +376,16 @@ class FusedRun:
             return 0
         if self._settled:
             return self.stats[0].received
-        downstream = counts[-1]
-        for i in range(len(self._kinds) - 1, -1, -1):
+        kinds = self._kinds
+        downstream = counts[len(kinds)]
+        held = iter(counts[len(kinds) + 1 :])  # one per flat_map, in order
+        for i, kind in enumerate(kinds):
+            if kind == "flat_map":
+                self.stats[i].lost += next(held)
+        for i in range(len(kinds) - 1, -1, -1):
             st = self.stats[i]
             st.emitted = downstream
-            if self._kinds[i] == "flat_map":
+            if kinds[i] == "flat_map":
                 st.received = counts[i]
             else:
                 st.filtered = counts[i]

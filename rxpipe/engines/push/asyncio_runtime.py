@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator, Callable, Coroutine, Iterator
-from typing import TYPE_CHECKING, Any, final
+from typing import TYPE_CHECKING, Any, cast, final
 
 from rxpipe.engines.base import (
     closing,
     iterate_on_private_loop,
     run_on_private_loop,
 )
+from rxpipe.engines.lowerings import CHANNEL_BATCHES, ITERATOR_SOURCE
 from rxpipe.engines.push._channel_common import EndOfChannel, WouldBlock
 from rxpipe.engines.push.channel import AsyncChannel
 from rxpipe.engines.push.drivers import drive_async, fail_stage
 from rxpipe.engines.push.lowerings import run_iterator_source_async, run_simple_async
-from rxpipe.engines.push.parts import AsyncIteratorInbox, Part, stage_part
+from rxpipe.engines.push.parts import AsyncIteratorInbox, IteratorInbox, Part, stage_part
 from rxpipe.stages.simple import Filter, Map
 
 if TYPE_CHECKING:
@@ -45,10 +46,12 @@ class AsyncioRuntime:
         plan, stats, channels = run.plan, run.stats, run.channels
         source = plan.source
         first: Coroutine[Any, Any, None]
-        if source.is_async or source.prefers_async:
-            first = self._source(source.open_async(run), stats[0], channels[0])
-        else:  # a plain iterator: no async generator in between, batches straight in
+        if ITERATOR_SOURCE.applies_to_source(source):
             first = run_iterator_source_async(source.open(run), stats[0], channels[0])
+        elif source.is_async or source.prefers_async:
+            first = self._source(AsyncIteratorInbox(source.open_async(run)), stats[0], channels[0])
+        else:
+            first = self._source(IteratorInbox(source.open(run)), stats[0], channels[0])
         runners = [first]
         runners += [
             _stage(node, stats[i + 1], channels[i], channels[i + 1])
@@ -61,13 +64,13 @@ class AsyncioRuntime:
         ]
 
     @staticmethod
-    async def _source(items: Any, stats: StageStats, outbox: Any) -> None:
+    async def _source(
+        inbox: AsyncIteratorInbox | IteratorInbox, stats: StageStats, outbox: Any
+    ) -> None:
         try:
-            await drive_async(Part.source(stats, AsyncIteratorInbox(items), outbox))
+            await drive_async(Part.source(stats, inbox, outbox))
         finally:
-            aclose = getattr(items, "aclose", None)
-            if aclose is not None:
-                await aclose()
+            await inbox.aclose()
 
     # -- consuming -------------------------------------------------------------------------------
     async def _items(self) -> AsyncGenerator[Any, None]:
@@ -171,12 +174,13 @@ class AsyncioRuntime:
 
 
 def _stage(node: Node, stats: StageStats, inbox: Any, outbox: Any) -> Coroutine[Any, Any, None]:
-    """A stage's runner: a lowering for plain map/filter, else the generic one."""
+    """A stage's runner: its lowering if one applies (see :mod:`rxpipe.engines.lowerings`), else
+    the generic one."""
     stage = node.stage
-    if not node.supervised and type(stage) is Map:
-        return run_simple_async(inbox, stats, outbox, stage.fn, keep=False)
-    if not node.supervised and type(stage) is Filter:
-        return run_simple_async(inbox, stats, outbox, stage.pred, keep=True)
+    if CHANNEL_BATCHES.applies(node):
+        if isinstance(stage, Map):
+            return run_simple_async(inbox, stats, outbox, stage.fn, keep=False)
+        return run_simple_async(inbox, stats, outbox, cast("Filter[Any]", stage).pred, keep=True)
     return drive_async(stage_part(node, stats, inbox, outbox))
 
 

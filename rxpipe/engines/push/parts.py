@@ -119,9 +119,10 @@ class Part:
 class IteratorInbox:
     """A source's iterator seen as a channel's receiving end (items are always ready)."""
 
-    __slots__ = ("_next",)
+    __slots__ = ("_items", "_next")
 
     def __init__(self, items: Iterator[Any]) -> None:
+        self._items = items
         self._next = items.__next__
 
     def receive_nowait(self) -> Any:
@@ -135,14 +136,24 @@ class IteratorInbox:
     def close_receiving(self) -> None:
         """Nothing to close here: the runner closes the iterator when it ends."""
 
+    def close(self) -> None:
+        """Close the iterator (on the thread that iterates it)."""
+        close = getattr(self._items, "close", None)
+        if close is not None:
+            close()
+
+    async def aclose(self) -> None:
+        self.close()
+
 
 @final
 class AsyncIteratorInbox:
     """An async source seen as a channel's receiving end: every item is awaited."""
 
-    __slots__ = ("_anext",)
+    __slots__ = ("_anext", "_items")
 
     def __init__(self, items: AsyncIterator[Any]) -> None:
+        self._items = items
         self._anext = items.__anext__
 
     def receive_nowait(self) -> Any:
@@ -156,6 +167,11 @@ class AsyncIteratorInbox:
 
     def close_receiving(self) -> None:
         """Nothing to close here: the runner closes the iterator when it ends."""
+
+    async def aclose(self) -> None:
+        aclose = getattr(self._items, "aclose", None)
+        if aclose is not None:
+            await aclose()
 
 
 class PassThrough(StageLogic[Any, Any]):

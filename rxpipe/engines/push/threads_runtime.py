@@ -188,12 +188,11 @@ class ThreadsRuntime:
 
 
 def _source(items: Iterator[Any], stats: StageStats, outbox: Any) -> None:
+    inbox = IteratorInbox(items)
     try:
-        drive_blocking(Part.source(stats, IteratorInbox(items), outbox))
+        drive_blocking(Part.source(stats, inbox, outbox))
     finally:
-        close = getattr(items, "close", None)
-        if close is not None:
-            close()
+        inbox.close()
 
 
 def _async_stage(part: Part) -> None:
