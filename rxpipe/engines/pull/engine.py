@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any, Final, cast, final
 
@@ -142,44 +143,41 @@ def _segments(nodes: Sequence[Node], stats: Sequence[StageStats], fuse: bool) ->
     return out
 
 
-def _feed_next(interp: Interpreter, src: Iterator[Any], upstream: StageStats) -> None:
-    """Feed the interpreter the next item of a synchronous ``src``, or its end or error."""
-    try:
-        item = next(src)
-    except StopIteration:
-        interp.feed_end()
-    except Exception as exc:
-        interp.feed_error(annotate(exc, upstream.name))
-    else:
-        interp.feed(item)
-
-
 def _drive(interp: Interpreter, src: Iterator[Any], upstream: StageStats) -> Iterator[Any]:
-    """A generic segment as a generator: one ``demand`` per item asked for."""
-    interp.start()
+    """A generic segment in a sync run: the kernel's step machine, its output yielded to the
+    consumer (one ``demand`` per item asked for), its input read from ``src``."""
+    steps = stage_steps(interp, _NO_WORK)
+    output, scheduled = interp.output, interp.scheduled
+    got: Any = None
     try:
+        op = next(steps)
         while True:
-            if not interp.output and not interp.finished:
-                interp.demand()
-                while not interp.output and not interp.finished:
-                    if interp.scheduled:
-                        raise RuntimeError(_NO_LOOP)
-                    if not interp.input_wanted:
-                        raise RuntimeError(STALL)
-                    _feed_next(interp, src, upstream)
-            if interp.output:
-                yield interp.output.popleft()
-            elif interp.finished:
-                if interp.error is not None:
-                    raise interp.error
-                return
+            if scheduled:
+                raise RuntimeError(_NO_LOOP)
+            if op == SEND:
+                yield output.popleft()
+                got = None
+            elif op == RECEIVE:
+                got = _next_outcome(src, upstream)
+            else:
+                raise RuntimeError(STALL)
+            op = steps.send(got)
+            got = None
+    except StopIteration as ended:
+        if ended.value is not COMPLETE and ended.value is not GONE:
+            raise ended.value from None
     finally:
+        steps.close()
         if not interp.finished:
             interp.cancel()
         interp.stop()
         close = getattr(src, "close", None)
         if close is not None:
             close()
+
+
+#: A sync segment runs no work: the step machine's queue of ended work stays empty.
+_NO_WORK: Final[deque[Any]] = deque()
 
 
 async def _adrive(
