@@ -12,10 +12,11 @@ from collections.abc import Awaitable, Callable, Hashable, Iterable, Sequence
 from concurrent.futures import Executor
 from typing import TYPE_CHECKING, Any, ClassVar, Final, Generic, TypeVar, final
 
+from rxpipe._core.stats import StageStats
 from rxpipe.engines.pull.processor import FlowProcessor
 from rxpipe.flow import Flow
 from rxpipe.spec import Processor
-from rxpipe.stages._base import Ports, Stage, StageLogic, StageStats
+from rxpipe.stages._base import Ports, Stage, StageLogic
 from rxpipe.stages.buffering import Overflow
 from rxpipe.stages.errors import ErrorMode, Node, interpreter
 from rxpipe.stages.sources import Source

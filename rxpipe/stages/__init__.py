@@ -5,7 +5,8 @@ one-in, zero-or-more-out case, or :class:`Stage` (with a :class:`StageLogic`) fo
 of the pull/push handshake. Stages never import an engine.
 """
 
-from rxpipe.stages._base import LinearLogic, LinearStage, Ports, Stage, StageLogic, StageStats
+from rxpipe._core.stats import StageStats
+from rxpipe.stages._base import LinearLogic, LinearStage, Ports, Stage, StageLogic
 from rxpipe.stages.buffering import Buffer, Overflow
 from rxpipe.stages.errors import ErrorMode, Node, Result
 from rxpipe.stages.simple import Chunk, Filter, FlatMap, Map, Scan, Skip, Take, TakeWhile

@@ -30,13 +30,11 @@ from typing import Any, ClassVar, Generic, Protocol, TypeVar
 from rxpipe._core.stats import Done, StageStats
 
 __all__ = (
-    "Done",
     "LinearLogic",
     "LinearStage",
     "Ports",
     "Stage",
     "StageLogic",
-    "StageStats",
 )
 
 InT = TypeVar("InT")

@@ -15,7 +15,8 @@ from typing import Any, Final, Generic, Literal, TypeVar, final
 
 from rxpipe._core.interpreter import Interpreter
 from rxpipe._core.notes import annotate
-from rxpipe.stages._base import Done, Ports, Stage, StageLogic, StageStats
+from rxpipe._core.stats import Done, StageStats
+from rxpipe.stages._base import Ports, Stage, StageLogic
 
 __all__ = (
     "ErrorMode",

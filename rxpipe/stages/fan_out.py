@@ -28,7 +28,8 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any, ClassVar, Final, NamedTuple, TypeVar
 
-from rxpipe.stages._base import Ports, Stage, StageLogic, StageStats
+from rxpipe._core.stats import StageStats
+from rxpipe.stages._base import Ports, Stage, StageLogic
 from rxpipe.stages.callables import check_sync_callable
 from rxpipe.stages.errors import Node, annotate, interpreter
 from rxpipe.stages.simple import check_count

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, final
 
 if TYPE_CHECKING:
-    from rxpipe.stages._base import StageStats
+    from rxpipe._core.stats import StageStats
     from rxpipe.stages.errors import Node
     from rxpipe.stages.sources import Source
 

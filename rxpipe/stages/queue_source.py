@@ -26,7 +26,7 @@ from rxpipe.stages.simple import check_count
 from rxpipe.stages.sources import Source
 
 if TYPE_CHECKING:
-    from rxpipe.stages._base import StageStats
+    from rxpipe._core.stats import StageStats
     from rxpipe.stages.plan import RunContext
 
 __all__ = ("QueueHandle", "QueueSource", "QueueState")

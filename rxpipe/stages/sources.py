@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, ClassVar, Final, Generic, TypeVar
 from rxpipe.stages.bridge import PublisherBridge
 
 if TYPE_CHECKING:
+    from rxpipe._core.stats import StageStats
     from rxpipe.spec import Publisher
-    from rxpipe.stages._base import StageStats
     from rxpipe.stages.plan import RunContext
 
 __all__ = (
