@@ -12,7 +12,7 @@ from rxpipe.engines.base import (
     run_on_private_loop,
 )
 from rxpipe.engines.lowerings import CHANNEL_BATCHES, ITERATOR_SOURCE
-from rxpipe.engines.push._channel_common import EndOfChannel, WouldBlock
+from rxpipe.engines.push._channel_common import EndOfChannel
 from rxpipe.engines.push.channel import AsyncChannel
 from rxpipe.engines.push.drivers import drive_async, fail_stage
 from rxpipe.engines.push.lowerings import run_iterator_source_async, run_simple_async
@@ -31,16 +31,14 @@ __all__ = ("AsyncioRuntime",)
 class AsyncioRuntime:
     """A push run on the caller's event loop (or a private one, from sync code)."""
 
-    __slots__ = ("_agen", "_run", "_sync_iter", "_tasks")
+    __slots__ = ("_run", "_tasks")
 
     def __init__(self, run: PushRun) -> None:
         self._run = run
         self._tasks: list[asyncio.Task[None]] = []
-        self._agen: AsyncGenerator[Any, None] | None = None
-        self._sync_iter: Iterator[Any] | None = None
 
     # -- starting --------------------------------------------------------------------------------
-    def _start(self) -> None:
+    def start(self) -> None:
         run = self._run
         run.wire(AsyncChannel)
         plan, stats, channels = run.plan, run.stats, run.channels
@@ -73,36 +71,19 @@ class AsyncioRuntime:
             await inbox.aclose()
 
     # -- consuming -------------------------------------------------------------------------------
-    async def _items(self) -> AsyncGenerator[Any, None]:
-        self._start()
-        run = self._run
-        last = run.channels[-1]
-        receive_nowait = last.receive_nowait
-        try:
-            while True:
-                try:
-                    try:
-                        item = receive_nowait()
-                    except WouldBlock:
-                        item = await last.receive()
-                except EndOfChannel:
-                    return
-                run.delivered += 1
-                yield item
-        finally:
-            await self._stop()
+    async def receive(self) -> Any:
+        """The next item of the last channel (raises ``EndOfChannel`` at the end)."""
+        return await self._run.channels[-1].receive()
 
     def iterate(self) -> Iterator[Any]:
-        self._sync_iter = iterate_on_private_loop(self._items())
-        return self._sync_iter
+        return iterate_on_private_loop(self.aiterate())
 
     def aiterate(self) -> AsyncGenerator[Any, None]:
-        self._agen = self._items()  # aclose() closes it: its cleanup does the run's accounting
-        return self._agen
+        return self._run.items_async(self)
 
     async def collect_async(self) -> list[Any]:
         # Items that reach the list are delivered, not in flight: take every ready one at once.
-        self._start()
+        self.start()
         run = self._run
         last = run.channels[-1]
         out: list[Any] = []
@@ -115,7 +96,7 @@ class AsyncioRuntime:
                 out.extend(batch)
                 run.delivered += len(batch)
         finally:
-            await self._stop()
+            await self.stop_async()
         return out
 
     def collect(self) -> list[Any]:
@@ -126,14 +107,14 @@ class AsyncioRuntime:
         async def drain() -> None:
             # closed here if fn raises: an abandoned generator is closed by a GC-time task
             # that can outlive the private loop
-            async with closing(self._items()) as items:
+            async with closing(self.aiterate()) as items:
                 async for item in items:
                     fn(item)
 
         run_on_private_loop(drain(), "a push/asyncio run from sync code")
 
     # -- stopping --------------------------------------------------------------------------------
-    async def _stop(self) -> None:
+    async def stop_async(self) -> None:
         """Stop every task (those still running are cancelled) and wait for all of them."""
         run = self._run
         if not run.begin_stop():
@@ -151,23 +132,14 @@ class AsyncioRuntime:
         run.finish()
 
     def close(self) -> None:
-        it, self._sync_iter = self._sync_iter, None
-        close = getattr(it, "close", None)
-        if close is not None:
-            close()  # its cleanup stops every task and waits for them
+        """Nothing left to do from sync code: closing the iterator stopped the tasks."""
 
     async def aclose(self) -> None:
-        agen, self._agen = self._agen, None
-        if agen is not None:
-            try:
-                await agen.aclose()  # left suspended at a yield: its cleanup stops the run
-            except RuntimeError:  # still running in another task: stopped below instead
-                pass
         if self._tasks:
-            await self._stop()
+            await self.stop_async()
 
     def join(self) -> None:
-        """Nothing to wait for from here: the tasks settle on their loop, in :meth:`_stop`."""
+        """Nothing to wait for from here: the tasks settle on their loop, in :meth:`stop_async`."""
 
     def input_engine(self, engine: PushEngine) -> PushEngine:
         return engine

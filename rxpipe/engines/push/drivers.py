@@ -44,16 +44,21 @@ def _end(part: Part, how: Any) -> None:
         part.outbox.fail(how)
 
 
+def _outcome(exc: Exception) -> Any:
+    """What a receive that raised ``exc`` means to the step machine."""
+    if isinstance(exc, EndOfChannel):
+        return END
+    if isinstance(exc, ClosedChannelError | BrokenChannelError):
+        return _CLOSED  # its own end was closed: the run is stopping
+    return Failure(exc)  # upstream failed: the channel carries its error
+
+
 async def _receive(inbox: Any) -> Any:
     """One receive, its outcome as the step machine takes it."""
     try:
         return await inbox.receive()
-    except EndOfChannel:
-        return END
-    except (ClosedChannelError, BrokenChannelError):
-        return _CLOSED
     except Exception as exc:
-        return Failure(exc)
+        return _outcome(exc)
 
 
 async def drive_async(part: Part) -> None:
@@ -94,12 +99,8 @@ async def drive_async(part: Part) -> None:
                         got = receive_nowait()
                     except WouldBlock:
                         got = NOTHING
-                    except EndOfChannel:
-                        got = END
-                    except (ClosedChannelError, BrokenChannelError):
-                        return
                     except Exception as exc:
-                        got = Failure(exc)
+                        got = _outcome(exc)
                     if got is NOTHING and not work.running:
                         got = await _receive(inbox)  # nothing else can happen meanwhile
                 else:
@@ -163,12 +164,10 @@ def drive_blocking(part: Part) -> None:
             elif op == RECEIVE:
                 try:
                     got = inbox.receive()
-                except EndOfChannel:
-                    got = END
-                except (ClosedChannelError, BrokenChannelError):
-                    return
                 except Exception as exc:
-                    got = Failure(exc)
+                    got = _outcome(exc)
+                    if got is _CLOSED:
+                        return
             else:
                 raise annotate(RuntimeError(STALL), part.stats.name)
             op = steps.send(got)

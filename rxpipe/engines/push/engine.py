@@ -15,12 +15,12 @@ terminal returns. Items that were in channels or held by stages are counted as `
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Mapping
 from typing import Any, Final, Literal, final
 
 from rxpipe._core.stats import StageStats
 from rxpipe.engines.base import Engine, Plan, Run
-from rxpipe.engines.push._channel_common import check_buffer
+from rxpipe.engines.push._channel_common import EndOfChannel, WouldBlock, check_buffer
 from rxpipe.engines.push.asyncio_runtime import AsyncioRuntime
 from rxpipe.engines.push.runtime import Runtime
 from rxpipe.engines.push.threads_runtime import ThreadsRuntime
@@ -137,6 +137,7 @@ class PushRun(Run[Any]):
     """
 
     __slots__ = (
+        "_agen",
         "_closed",
         "_engine",
         "_plan",
@@ -144,6 +145,7 @@ class PushRun(Run[Any]):
         "_runtime",
         "_started",
         "_stats",
+        "_sync_iter",
         "channels",
         "delivered",
     )
@@ -156,6 +158,8 @@ class PushRun(Run[Any]):
         self._report: Report | None = None
         self._started = 0.0
         self._closed = False
+        self._sync_iter: Iterator[Any] | None = None
+        self._agen: AsyncGenerator[Any, None] | None = None
         self.delivered = 0
         runtime = AsyncioRuntime if engine.runtime == "asyncio" else ThreadsRuntime
         self._runtime: Runtime = runtime(self)
@@ -184,6 +188,27 @@ class PushRun(Run[Any]):
     def stopping(self) -> bool:
         return self._closed
 
+    async def items_async(self, runtime: Runtime) -> AsyncGenerator[Any, None]:
+        """The consumer's loop on an event loop, whichever runtime runs the stages: ready
+        items are taken at once, otherwise the runtime waits for the next one."""
+        runtime.start()
+        last = self.channels[-1]
+        receive_nowait = last.receive_nowait
+        try:
+            while True:
+                try:
+                    try:
+                        item = receive_nowait()
+                    except WouldBlock:
+                        item = await runtime.receive()
+                except EndOfChannel:
+                    return
+                self.delivered += 1
+                yield item
+                del item
+        finally:
+            await runtime.stop_async()
+
     def close_channels(self) -> None:
         """Close every channel from the receiving side: blocked senders see a broken channel,
         blocked receivers a closed one, so every runner ends soon (idempotent)."""
@@ -202,10 +227,12 @@ class PushRun(Run[Any]):
 
     # -- Run interface -------------------------------------------------------------------------
     def __iter__(self) -> Iterator[Any]:
-        return self._runtime.iterate()
+        self._sync_iter = it = self._runtime.iterate()
+        return it
 
     def __aiter__(self) -> AsyncIterator[Any]:
-        return self._runtime.aiterate()
+        self._agen = agen = self._runtime.aiterate()  # aclose() closes it (its cleanup stops)
+        return agen
 
     async def collect_async(self) -> list[Any]:
         return await self._runtime.collect_async()
@@ -217,10 +244,20 @@ class PushRun(Run[Any]):
         self._runtime.consume(fn)
 
     def close(self) -> None:
+        it, self._sync_iter = self._sync_iter, None
+        close = getattr(it, "close", None)
+        if close is not None:
+            close()  # its cleanup stops every runner and waits for them
         self._runtime.close()
         self.finish()
 
     async def aclose(self) -> None:
+        agen, self._agen = self._agen, None
+        if agen is not None:
+            try:
+                await agen.aclose()  # left suspended at a yield: its cleanup stops the run
+            except RuntimeError:  # still running in another task: stopped below instead
+                pass
         await self._runtime.aclose()
         self.finish()
 

@@ -6,7 +6,7 @@ the run (:class:`~rxpipe.engines.push.engine.PushRun`) holds what they share.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, Callable, Iterator
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
@@ -22,11 +22,24 @@ class Runtime(Protocol):
     receiving side and waits for every runner, so none outlives the run.
     """
 
+    def start(self) -> None:
+        """Wire the run's channels and start every runner."""
+        ...
+
+    async def receive(self) -> Any:
+        """Wait for the next item of the last channel and take it (``EndOfChannel`` at the
+        end); cancelled while waiting, it took nothing."""
+        ...
+
+    async def stop_async(self) -> None:
+        """Stop every runner from the consumer's event loop and wait for all of them."""
+        ...
+
     def iterate(self) -> Iterator[Any]:
         """Start the runners and yield the items of the last channel (sync code)."""
         ...
 
-    def aiterate(self) -> AsyncIterator[Any]:
+    def aiterate(self) -> AsyncGenerator[Any, None]:
         """Start the runners and yield the items of the last channel (async code)."""
         ...
 
@@ -43,7 +56,8 @@ class Runtime(Protocol):
         ...
 
     def close(self) -> None:
-        """Stop the run from sync code and wait for every runner."""
+        """Stop the run from sync code and wait for every runner (after the run closed the
+        iterator it handed out, whose cleanup usually did it already)."""
         ...
 
     async def aclose(self) -> None:

@@ -30,7 +30,7 @@ __all__ = ("ThreadsRuntime",)
 class ThreadsRuntime:
     """A push run on threads; consumed from sync code, or from async code through a helper."""
 
-    __slots__ = ("_agen", "_errors", "_pool", "_run", "_source_loop", "_sync_iter", "_threads")
+    __slots__ = ("_errors", "_pool", "_run", "_source_loop", "_threads")
 
     def __init__(self, run: PushRun) -> None:
         self._run = run
@@ -38,11 +38,9 @@ class ThreadsRuntime:
         self._errors: list[BaseException] = []
         self._source_loop: _LoopSource | None = None
         self._pool: ThreadPoolExecutor | None = None
-        self._sync_iter: Generator[Any, None, None] | None = None
-        self._agen: AsyncGenerator[Any, None] | None = None
 
     # -- starting --------------------------------------------------------------------------------
-    def _start(self) -> None:
+    def start(self) -> None:
         run = self._run
         run.wire(ThreadChannel)
         plan, stats, channels = run.plan, run.stats, run.channels
@@ -76,7 +74,7 @@ class ThreadsRuntime:
 
     # -- consuming -------------------------------------------------------------------------------
     def _items(self) -> Generator[Any, None, None]:
-        self._start()
+        self.start()
         run = self._run
         last = run.channels[-1]
         try:
@@ -91,43 +89,35 @@ class ThreadsRuntime:
             self._stop()
 
     def iterate(self) -> Iterator[Any]:
-        self._sync_iter = it = self._items()
-        return it
+        return self._items()
 
-    async def _aitems(self) -> AsyncGenerator[Any, None]:
-        """Consumed from async code: a private helper thread waits, the loop takes the item."""
-        loop = asyncio.get_running_loop()
-        pool = self._pool = ThreadPoolExecutor(1, thread_name_prefix="rxpipe-consumer")
-        self._start()
-        run = self._run
-        last = run.channels[-1]
-        receive_nowait = last.receive_nowait
-        try:
-            while True:
-                # One item at a time: a batch held here would let upstream run further ahead
-                # than the in-flight bound. The helper thread only waits for an item to be
-                # ready and this loop takes it: cancelled meanwhile, nothing was taken.
-                try:
-                    item = receive_nowait()
-                except WouldBlock:
-                    await asyncio.wrap_future(pool.submit(last.wait_receivable))
-                    continue
-                except EndOfChannel:
-                    return
-                run.delivered += 1
-                yield item
-                del item
-        finally:
-            self._signal_stop()  # wakes the helper thread too, if it is waiting
+    async def receive(self) -> Any:
+        """The next item of the last channel, for a consumer on an event loop: a private
+        helper thread only waits for an item to be ready, and the loop takes it, so a
+        consumer cancelled meanwhile took nothing."""
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="rxpipe-consumer")
+        last = self._run.channels[-1]
+        while True:
+            await asyncio.wrap_future(self._pool.submit(last.wait_receivable))
             try:
-                await loop.run_in_executor(pool, self._stop)
-            finally:  # even when cancelled meanwhile: the helper finishes the join, then ends
-                pool.shutdown(wait=True)
-                self._pool = None
+                return last.receive_nowait()
+            except WouldBlock:
+                continue
 
-    def aiterate(self) -> AsyncIterator[Any]:
-        self._agen = self._aitems()  # aclose() closes it: its cleanup does the run's accounting
-        return self._agen
+    async def stop_async(self) -> None:
+        self._signal_stop()  # wakes the helper thread too, if it is waiting
+        pool, self._pool = self._pool, None
+        if pool is None:
+            self._stop()  # nothing was waited for: the joins are quick
+            return
+        try:
+            await asyncio.get_running_loop().run_in_executor(pool, self._stop)
+        finally:  # even when cancelled meanwhile: the helper finishes the join, then ends
+            pool.shutdown(wait=True)
+
+    def aiterate(self) -> AsyncGenerator[Any, None]:
+        return self._run.items_async(self)
 
     def collect(self) -> list[Any]:
         return Run.collect(self._run)
@@ -163,19 +153,10 @@ class ThreadsRuntime:
                 t.join()
 
     def close(self) -> None:
-        it, self._sync_iter = self._sync_iter, None
-        if it is not None:
-            it.close()  # its cleanup stops every thread and joins them
-        elif self._threads:
+        if self._threads:
             self._stop()
 
     async def aclose(self) -> None:
-        agen, self._agen = self._agen, None
-        if agen is not None:
-            try:
-                await agen.aclose()  # left suspended at a yield: its cleanup stops the run
-            except RuntimeError:  # still running in another task: stopped below instead
-                pass
         if self._threads:
             self._stop()
 
