@@ -243,6 +243,13 @@ async def _adrive(
             raise ended.value from None
     finally:
         again = await work.stop(*([input_task] if input_task is not None else []))
+        if input_task is not None and not input_task.cancelled():
+            got = input_task.result()
+            if got is not END and type(got) is not Failure:
+                # upstream handed it over while the segment was stopping: the first stage
+                # received it and held it, so it is lost there (upstream counted it emitted)
+                interp.stats[0].received += 1
+                interp.stats[0].lost += 1
         steps.close()
         if not interp.finished:
             interp.cancel()

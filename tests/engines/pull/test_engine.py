@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from typing import Any
 
 import pytest
 
-from rxpipe import Flow, Overflow
+from rxpipe import Flow, Overflow, PullEngine
 from rxpipe.engines import Engine
 from tests.helpers import after_turns as _after_turns
 from tests.helpers import slow_identity as _slow_identity
@@ -122,3 +123,27 @@ def test_breaking_out_of_async_for_then_running_again_reports_no_task_error(
 
     assert asyncio.run(main()) == 0
     assert problems == []
+
+
+async def _double_async(x: int) -> int:
+    return x * 2
+
+
+def test_an_item_handed_over_while_an_async_segment_stops_is_received_and_lost() -> None:
+    """The segment's input task took the second item from upstream just as the take_while
+    downstream ended the run: it must be counted (received and lost), not vanish between
+    an upstream that emitted it and a stage that never saw it (found by the soak profile)."""
+    flow = (
+        Flow.from_iterable([0, 0])
+        .map_async(_double_async, concurrency=1)
+        .map(lambda x: x * 2)
+        .map_async(_double_async, concurrency=2)
+        .buffer(1)
+        .take_while(lambda x: x < 0)
+    )
+    report = flow.run(engine=PullEngine())
+    stages = list(report.stages.values())
+    for up, down in itertools.pairwise(stages):
+        assert up.emitted == down.received, (up, down)
+    accounted = report.delivered + sum(s.filtered + s.errored + s.dropped + s.lost for s in stages)
+    assert stages[0].emitted == accounted == 2
