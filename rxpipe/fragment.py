@@ -249,7 +249,8 @@ class _FragmentLogic(StageLogic[Any, Any]):
         self.inner.stop()
 
     def held_items(self) -> int:
-        return len(self.inner.output) + sum(s.lost for s in self.inner.stats)
+        # what its stages hold now (its output included), and what they already lost
+        return self.inner.held() + sum(s.lost for s in self.inner.stats)
 
     def _step(self) -> None:
         ports, inner = self.ports, self.inner

@@ -219,7 +219,7 @@ async def _adrive(
                     if inline_reads >= _YIELD_EVERY:
                         inline_reads = 0
                         await asyncio.sleep(0)
-                elif input_task is None and not work.running:
+                elif input_task is None and not work.running and not work.finished:
                     got = await _anext_outcome(async_src, upstream)  # nothing else can happen
                 else:
                     if input_task is None:

@@ -44,21 +44,26 @@ def _end(part: Part, how: Any) -> None:
         part.outbox.fail(how)
 
 
-def _outcome(exc: Exception) -> Any:
-    """What a receive that raised ``exc`` means to the step machine."""
+def _outcome(exc: Exception, part: Part) -> Any:
+    """What a receive that raised ``exc`` means to the step machine.
+
+    A channel error is the end of this runner only if this runner's own receiving end was
+    closed (the run stops); otherwise it is what upstream failed with (a user function can
+    raise a ``ClosedChannelError`` too), and it travels on like any failure.
+    """
     if isinstance(exc, EndOfChannel):
         return END
-    if isinstance(exc, ClosedChannelError | BrokenChannelError):
-        return _CLOSED  # its own end was closed: the run is stopping
-    return Failure(exc)  # upstream failed: the channel carries its error
+    if isinstance(exc, ClosedChannelError | BrokenChannelError) and part.inbox_closed():
+        return _CLOSED
+    return Failure(exc)
 
 
-async def _receive(inbox: Any) -> Any:
+async def _receive(part: Part) -> Any:
     """One receive, its outcome as the step machine takes it."""
     try:
-        return await inbox.receive()
+        return await part.inbox.receive()
     except Exception as exc:
-        return _outcome(exc)
+        return _outcome(exc, part)
 
 
 async def drive_async(part: Part) -> None:
@@ -100,15 +105,15 @@ async def drive_async(part: Part) -> None:
                     except WouldBlock:
                         got = NOTHING
                     except Exception as exc:
-                        got = _outcome(exc)
-                    if got is NOTHING and not work.running:
-                        got = await _receive(inbox)  # nothing else can happen meanwhile
+                        got = _outcome(exc, part)
+                    if got is NOTHING and not work.running and not work.finished:
+                        got = await _receive(part)  # nothing else can happen meanwhile
                 else:
                     got = NOTHING
                 if got is NOTHING:
                     ready_in_a_row = 0
                     if receiving is None:
-                        receiving = asyncio.ensure_future(_receive(inbox))
+                        receiving = asyncio.ensure_future(_receive(part))
                         receiving.add_done_callback(work.wake)
                     if not receiving.done():
                         await work.wait()  # woken by finished work or by the item received
@@ -165,7 +170,7 @@ def drive_blocking(part: Part) -> None:
                 try:
                     got = inbox.receive()
                 except Exception as exc:
-                    got = _outcome(exc)
+                    got = _outcome(exc, part)
                     if got is _CLOSED:
                         return
             else:

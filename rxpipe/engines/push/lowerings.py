@@ -172,25 +172,18 @@ async def run_simple_async(
                     emitted += sent
                     continue
             try:
-                item = receive_nowait()
-            except WouldBlock:
                 try:
+                    item = receive_nowait()
+                except WouldBlock:
                     item = await inbox.receive()
-                except EndOfChannel:
-                    outbox.close()
-                    return
-                except (ClosedChannelError, BrokenChannelError):
-                    return
-                except Exception as exc:
-                    outbox.fail(exc)
-                    return
             except EndOfChannel:
                 outbox.close()
                 return
-            except (ClosedChannelError, BrokenChannelError):
-                return
             except Exception as exc:
-                outbox.fail(exc)
+                # its own receiving end closed: the run stops; anything else (a channel error
+                # too) is what upstream failed with, and travels on
+                if not inbox.statistics().receiving_closed:
+                    outbox.fail(exc)
                 return
             received += 1
             holding = True

@@ -3,7 +3,7 @@
 A stage is the kernel's interpreter (one node) with a channel on each side; a source is
 :func:`rxpipe._core.steps.source_steps` reading its iterator through the same receive protocol
 as a channel. :class:`Part` bundles what a runtime's driver needs; the drivers live in
-:mod:`rxpipe.engines.push.runtime`. The channels are typed by the two protocols below, which
+:mod:`rxpipe.engines.push.drivers`. The channels are typed by the two protocols below, which
 both :class:`AsyncChannel` and :class:`ThreadChannel` (and the adapters here) satisfy.
 """
 
@@ -52,6 +52,7 @@ class ReceiveChannel(Protocol):
 
     def receive_nowait(self) -> Any: ...
     def close_receiving(self) -> None: ...
+    def statistics(self) -> ChannelStatistics: ...
 
 
 @final
@@ -63,7 +64,17 @@ class Part:
     ``stats`` is the stage that counts an item received while it stopped.
     """
 
-    __slots__ = ("inbox", "outbox", "output", "scheduled", "stats", "steps", "stop", "work")
+    __slots__ = (
+        "inbox",
+        "outbox",
+        "output",
+        "reads_channel",
+        "scheduled",
+        "stats",
+        "steps",
+        "stop",
+        "work",
+    )
 
     def __init__(
         self,
@@ -75,6 +86,8 @@ class Part:
         outbox: Any,
         stats: StageStats,
         stop: Callable[[], None],
+        *,
+        reads_channel: bool,
     ) -> None:
         self.steps = steps
         self.work = work
@@ -84,6 +97,12 @@ class Part:
         self.outbox = outbox
         self.stats = stats
         self.stop = stop
+        #: A stage reads a channel; a source reads its iterator through an inbox adapter.
+        self.reads_channel = reads_channel
+
+    def inbox_closed(self) -> bool:
+        """Whether this runner's receiving end was closed (a source's iterator never is)."""
+        return self.reads_channel and bool(self.inbox.statistics().receiving_closed)
 
     @classmethod
     def stage(cls, interp: Interpreter, inbox: Any, outbox: Any) -> Part:
@@ -100,6 +119,7 @@ class Part:
             outbox,
             interp.stats[0],
             interp.stop,
+            reads_channel=True,
         )
 
     @classmethod
@@ -112,7 +132,17 @@ class Part:
             stats.lost += len(output)
             output.clear()
 
-        return cls(source_steps(stats, output), work, output, deque(), inbox, outbox, stats, stop)
+        return cls(
+            source_steps(stats, output),
+            work,
+            output,
+            deque(),
+            inbox,
+            outbox,
+            stats,
+            stop,
+            reads_channel=False,
+        )
 
 
 @final
