@@ -8,6 +8,13 @@ than a worker pool under skewed latency); the window of running plus waiting ite
 the latencies are. The window is the one knob that trades memory for speed: a slow call at the
 head stalls new calls once the window is full, so a wider window rides out longer tails.
 
+Ordered mode also asks ahead: up to ``2 * concurrency`` items (within the window) while at most
+``concurrency`` calls run. The calls asked ahead wait in a :class:`~rxpipe._core.work.Lane`, and
+a call that ends hands its slot to the next one at once, as a worker of a pool takes its next
+item from the queue, without waiting for the driver to see the end. Unordered mode holds at
+most ``concurrency`` items (its documented bound), so it cannot ask ahead: a freed slot is
+filled once the driver has handed the end back, one more turn of the event loop per item.
+
 Errors are applied here, in order, rather than by the generic error surface: a failure is
 known only when its call ends, and ``errors="result"``/``"skip"`` must keep the output order.
 ``errors="raise"`` fails the stage as soon as any call fails (errgroup's fail-fast).
@@ -19,8 +26,10 @@ import inspect
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, ClassVar, Final, TypeVar
 
+from rxpipe._core.work import Lane, LaneCall
 from rxpipe.stages._base import Ports, Stage, StageLogic
 from rxpipe.stages.callables import check_async_callable, is_async_callable
 from rxpipe.stages.errors import ErrorMode, Result, annotate, check_errors
@@ -33,6 +42,7 @@ R = TypeVar("R")
 
 _RUNNING: Final[Any] = object()
 _DROPPED: Final[Any] = object()
+_FAILED: Final[Any] = object()  # the stage failed: nothing to emit
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,17 +85,16 @@ class MapAsync(Stage[T, R]):
         return 4 * self.concurrency if self.window is None else self.window
 
     def create_logic(self, ports: Ports[T, R]) -> StageLogic[T, R]:
-        return _MapAsyncLogic(ports, self)
+        if self.ordered:
+            return _OrderedLogic(ports, self)
+        return _UnorderedLogic(ports, self)
 
 
-class _Slot:
-    """One item's call: its outcome once known."""
-
-    __slots__ = ("item", "outcome")
-
-    def __init__(self, item: Any) -> None:
-        self.item = item
-        self.outcome: Any = _RUNNING
+#: One item's call in ordered mode: ``[item, outcome]``, the outcome ``_RUNNING`` until known
+#: (a list: cheaper to make, per item, than an object).
+_Slot = list[Any]
+_ITEM: Final = 0
+_OUTCOME: Final = 1
 
 
 def _checked(fn: Callable[[Any], Any]) -> Callable[[Any], Awaitable[Any]]:
@@ -104,85 +113,154 @@ def _checked(fn: Callable[[Any], Any]) -> Callable[[Any], Awaitable[Any]]:
 
 
 class _MapAsyncLogic(StageLogic[Any, Any]):
-    __slots__ = ("call", "running", "spec", "upstream_done", "waiting")
+    """What both modes share: the settings read on every item, and the error surfaces."""
+
+    __slots__ = ("call", "concurrency", "running", "spec", "waiting", "wrap")
 
     def __init__(self, ports: Ports[Any, Any], spec: MapAsync[Any, Any]) -> None:
         super().__init__(ports)
         self.spec = spec
         self.call = spec.fn if is_async_callable(spec.fn) else _checked(spec.fn)
+        self.concurrency = spec.concurrency
+        self.wrap = spec.errors == "result"  # every outcome becomes a Result
         self.running = 0
-        # ordered: every started slot, in input order; unordered: finished slots only
-        self.waiting: deque[_Slot] = deque()
-        self.upstream_done = False
-
-    def held_items(self) -> int:
-        return self.running + sum(1 for s in self.waiting if s.outcome is not _RUNNING)
+        self.waiting: deque[Any] = deque()
 
     def pre_start(self) -> None:
         self.ports.pull()  # start filling the call slots before anyone asks
+
+    def _settle(self, item: Any, result: Any, error: BaseException | None) -> Any:
+        """The outcome to emit for a call that ended, ``_DROPPED``, or ``_FAILED``."""
+        if error is None:
+            return Result.success(result, item) if self.wrap else result
+        self.ports.stats.errored += 1
+        mode = self.spec.errors
+        if mode == "raise" or not isinstance(error, Exception):  # SystemExit & co. stop
+            if isinstance(error, Exception):
+                annotate(error, self.ports.stats.name)
+            self.ports.fail(error)
+            return _FAILED
+        if mode == "result":
+            return Result.failure(error, item)
+        if callable(mode) and not isinstance(mode, str):
+            mode(error, item)
+        return _DROPPED
+
+
+class _OrderedLogic(_MapAsyncLogic):
+    """Every started slot waits in ``waiting``, in input order, until it is emitted."""
+
+    __slots__ = ("ahead", "lane", "window")
+
+    def __init__(self, ports: Ports[Any, Any], spec: MapAsync[Any, Any]) -> None:
+        super().__init__(ports, spec)
+        self.window = spec.held_max
+        # Calls asked for ahead wait in the lane (never more than `concurrency` run): a slot
+        # that frees takes the next one at once, as a worker of a pool takes from its queue.
+        # With one call at a time it asks for one item at a time, as a plain map does (so an
+        # upstream failure finds nothing held that was read before it).
+        c = spec.concurrency
+        self.ahead = min(self.window, 2 * c) if c > 1 else 1
+        self.lane = Lane(spec.concurrency)
+
+    def held_items(self) -> int:
+        return self.running + sum(1 for s in self.waiting if s[_OUTCOME] is not _RUNNING)
 
     def on_pull(self) -> None:
         self._emit()
 
     def on_push(self) -> None:
-        slot = _Slot(self.ports.grab())
+        item = self.ports.grab()
+        slot: _Slot = [item, _RUNNING]
         self.running += 1
-        if self.spec.ordered:
-            self.waiting.append(slot)
-        fn = self.call
-        item = slot.item
-        self.ports.schedule(lambda: fn(item), lambda r, e: self._finished(slot, r, e))
-        self._emit()
+        self.waiting.append(slot)
+        self.ports.schedule(
+            # a LaneCall is callable; mypy does not see a tuple subclass's __call__
+            LaneCall((self.lane, self.call, item)),  # type: ignore[arg-type]
+            partial(self._finished, slot),
+        )
+        if self.running < self.ahead and len(self.waiting) < self.window:
+            self.ports.pull()
 
     def on_upstream_finish(self) -> None:
-        self.upstream_done = True
         self._emit()
 
     def _finished(self, slot: _Slot, result: Any, error: BaseException | None) -> None:
         self.running -= 1
-        if error is None:
-            slot.outcome = result
+        if error is None and not self.wrap:
+            slot[_OUTCOME] = result
         else:
-            self.ports.stats.errored += 1
-            mode = self.spec.errors
-            if mode == "raise" or not isinstance(error, Exception):  # SystemExit & co. stop
-                if isinstance(error, Exception):
-                    annotate(error, self.ports.stats.name)
-                self.ports.fail(error)
+            outcome = slot[_OUTCOME] = self._settle(slot[_ITEM], result, error)
+            if outcome is _FAILED:
                 return
-            if mode == "result":
-                slot.outcome = Result.failure(error, slot.item)
-            else:
-                if callable(mode) and not isinstance(mode, str):
-                    mode(error, slot.item)
-                slot.outcome = _DROPPED
-        if self.spec.errors == "result" and not isinstance(slot.outcome, Result):
-            slot.outcome = Result.success(slot.outcome, slot.item)
-        if not self.spec.ordered:
-            self.waiting.append(slot)
-        self._emit()
+        if self.waiting[0] is slot:
+            self._emit()
+        elif self.running < self.ahead and len(self.waiting) < self.window:
+            self.ports.pull()  # a call slot is free; the head still runs
 
     def _emit(self) -> None:
-        """Push the next result if downstream waits; keep the call slots busy; maybe finish."""
+        """Push the head if it is ready and downstream waits; keep the slots busy; maybe end."""
         ports, waiting = self.ports, self.waiting
-        while waiting and waiting[0].outcome is not _RUNNING:
-            if waiting[0].outcome is _DROPPED:
-                waiting.popleft()
-                continue
-            if not ports.can_push():
+        while waiting:
+            outcome = waiting[0][_OUTCOME]
+            if outcome is _RUNNING:
                 break
-            ports.push(waiting.popleft().outcome)
-            break
-        while waiting and waiting[0].outcome is _DROPPED:
+            if outcome is not _DROPPED:
+                if not ports.can_push():
+                    break
+                ports.push(outcome)
             waiting.popleft()
-        if self.upstream_done or ports.is_upstream_closed():
-            if self.running == 0 and not waiting:
+        if self.running < self.ahead and len(waiting) < self.window:
+            if self.running or waiting or not ports.is_upstream_closed():
+                ports.pull()  # nothing when upstream is closed
+            else:
                 ports.complete()
-            return
-        in_window = len(waiting) if self.spec.ordered else self.running + len(waiting)
-        if (
-            self.running < self.spec.concurrency
-            and in_window < self.spec.held_max
-            and not ports.has_pulled()
-        ):
-            ports.pull()
+
+
+class _UnorderedLogic(_MapAsyncLogic):
+    """Finished outcomes wait in ``waiting`` for downstream, in the order they finished."""
+
+    __slots__ = ()
+
+    def held_items(self) -> int:
+        return self.running + len(self.waiting)
+
+    def on_pull(self) -> None:
+        waiting = self.waiting
+        if waiting:
+            ports = self.ports
+            ports.push(waiting.popleft())
+            if self.running + len(waiting) < self.concurrency:
+                if self.running or waiting or not ports.is_upstream_closed():
+                    ports.pull()  # nothing when upstream is closed
+                else:
+                    ports.complete()
+
+    def on_push(self) -> None:
+        self.running += 1
+        item = self.ports.grab()
+        self.ports.schedule(partial(self.call, item), partial(self._finished, item))
+        if self.running + len(self.waiting) < self.concurrency:
+            self.ports.pull()
+
+    def on_upstream_finish(self) -> None:
+        if self.running == 0 and not self.waiting:
+            self.ports.complete()
+
+    def _finished(self, item: Any, result: Any, error: BaseException | None) -> None:
+        self.running -= 1
+        if error is not None or self.wrap:
+            result = self._settle(item, result, error)
+            if result is _FAILED:
+                return
+        waiting, ports = self.waiting, self.ports
+        if result is not _DROPPED:
+            if not waiting and ports.can_push():
+                ports.push(result)
+            else:
+                waiting.append(result)
+        if self.running + len(waiting) < self.concurrency:
+            if self.running or waiting or not ports.is_upstream_closed():
+                ports.pull()  # nothing when upstream is closed
+            else:
+                ports.complete()
