@@ -43,6 +43,7 @@ from rxpipe.engines.pull.boundary import Boundary
 from rxpipe.engines.pull.fused import FusedRun, is_fusible
 from rxpipe.stages.buffering import Buffer
 from rxpipe.stages.errors import Node, annotate, interpreter
+from rxpipe.telemetry.collector import RunTelemetry
 from rxpipe.telemetry.report import Report
 
 __all__ = ("PullEngine",)
@@ -356,13 +357,17 @@ class PullRun(Run[Any]):
         "_segments",
         "_started",
         "_stats",
+        "_telemetry",
     )
 
     def __init__(self, engine: PullEngine, plan: Plan) -> None:
         self._engine = engine
         self._plan = plan
         self._stats = [StageStats(name) for name in plan.names()]
-        self._segments = _segments(plan.nodes, self._stats[1:], engine.fuse)
+        self._telemetry = RunTelemetry(plan, self._stats, engine.name)
+        # an observed run is timed by the kernel, stage by stage: no fused loop
+        fuse = engine.fuse and not plan.observed
+        self._segments = _segments(plan.nodes, self._stats[1:], fuse)
         self._counted = _Counted()
         self._gen: Iterator[Any] | None = None
         self._agen: AsyncIterator[Any] | None = None
@@ -372,7 +377,7 @@ class PullRun(Run[Any]):
     # -- building the chain of iterators ---------------------------------------------------
     def _chain(self) -> Iterator[Any]:
         self._started = time.perf_counter()
-        it: Iterator[Any] = self._plan.source.open(self)
+        it: Iterator[Any] = self._telemetry.source(self._plan.source.open(self))
         if not self._segments:
             return self._counted.iterate(it)
         position = 0  # index into self._stats of the stage upstream of the next segment
@@ -388,7 +393,12 @@ class PullRun(Run[Any]):
         # stays a plain iterator until something needs the loop; a generic segment reads it
         # inline, without a task per item.
         sync = not (source.is_async or source.prefers_async)
-        it: Any = source.open(self) if sync else source.open_async(self)
+        telemetry = self._telemetry
+        it: Any = (
+            telemetry.source(source.open(self))
+            if sync
+            else telemetry.source_async(source.open_async(self))
+        )
         if not self._segments:
             return self._counted.aiterate(_cooperative(it) if sync else it)
         position = 0
@@ -524,8 +534,13 @@ class PullRun(Run[Any]):
         delivered = stats[-1].emitted
         elapsed = time.perf_counter() - self._started if self._started else 0.0
         self._report = Report.build(
-            stats, delivered=delivered, engine=self._engine.name, elapsed_seconds=elapsed
+            stats,
+            delivered=delivered,
+            engine=self._engine.name,
+            elapsed_seconds=elapsed,
+            telemetry=self._telemetry,
         )
+        self._telemetry.flush()
 
     def report(self) -> Report:
         if self._report is None:

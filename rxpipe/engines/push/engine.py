@@ -25,6 +25,7 @@ from rxpipe.engines.push.asyncio_runtime import AsyncioRuntime
 from rxpipe.engines.push.runtime import Runtime
 from rxpipe.engines.push.threads_runtime import ThreadsRuntime
 from rxpipe.stages.buffering import Buffer, Overflow
+from rxpipe.telemetry.collector import RunTelemetry
 from rxpipe.telemetry.report import Report
 
 __all__ = ("PushEngine",)
@@ -148,12 +149,15 @@ class PushRun(Run[Any]):
         "_sync_iter",
         "channels",
         "delivered",
+        "telemetry",
     )
 
     def __init__(self, engine: PushEngine, plan: Plan) -> None:
         self._engine = engine
         self._plan = plan
         self._stats = [StageStats(name) for name in plan.names()]
+        #: What this run measures (everything only when a stage is observed).
+        self.telemetry = RunTelemetry(plan, self._stats, engine.name)
         self.channels: list[Any] = []
         self._report: Report | None = None
         self._started = 0.0
@@ -273,8 +277,13 @@ class PushRun(Run[Any]):
         self._plan.source.settle(stats[0])  # what only the source knows (rejected offers)
         elapsed = time.perf_counter() - self._started if self._started else 0.0
         self._report = Report.build(
-            stats, delivered=self.delivered, engine=self._engine.name, elapsed_seconds=elapsed
+            stats,
+            delivered=self.delivered,
+            engine=self._engine.name,
+            elapsed_seconds=elapsed,
+            telemetry=self.telemetry,
         )
+        self.telemetry.flush()
 
     def report(self) -> Report:
         if self._report is None:
