@@ -21,18 +21,34 @@ from rxpipe._core.telemetry import (
     TimedAsyncIterator,
     TimedIterator,
 )
+from rxpipe.telemetry.sampler import Sampler
 
 if TYPE_CHECKING:
     from rxpipe._core.stats import StageStats
     from rxpipe.stages.plan import Plan
 
-__all__ = ("QueueProbe", "RunTelemetry", "quantile", "suggested_buffer")
+__all__ = ("QueueProbe", "RunTelemetry", "check_stall_after", "quantile", "suggested_buffer")
 
 #: The quantiles a Report gives for each observed stage.
 QUANTILES: Final = (("p50", 0.5), ("p99", 0.99))
 
 #: ``(size, capacity)`` of a stage's input queue now, read by the sampler.
 QueueProbe = Callable[[], tuple[int, int]]
+
+
+def check_stall_after(seconds: float | None) -> float | None:
+    """Validate an engine's ``stall_after``.
+
+    Raises:
+        TypeError/ValueError: not None and not a number > 0.
+    """
+    if seconds is None:
+        return None
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float):
+        raise TypeError(f"stall_after must be a number of seconds or None, got {seconds!r}")
+    if not seconds > 0:
+        raise ValueError(f"stall_after must be > 0, got {seconds!r}")
+    return float(seconds)
 
 
 def quantile(ordered: Sequence[float], q: float) -> float:
@@ -66,6 +82,8 @@ class RunTelemetry:
         "_queue_probes",
         "_queue_samples",
         "_queue_sum",
+        "_sampler",
+        "_stall_after",
         "engine",
         "labels",
         "metrics",
@@ -74,8 +92,16 @@ class RunTelemetry:
         "stats",
     )
 
-    def __init__(self, plan: Plan, stats: Sequence[StageStats], engine: str) -> None:
+    def __init__(
+        self,
+        plan: Plan,
+        stats: Sequence[StageStats],
+        engine: str,
+        stall_after: float | None = None,
+    ) -> None:
         self.stats = stats
+        self._stall_after = stall_after
+        self._sampler: Sampler | None = None
         self.engine = engine
         self.on = plan.observed
         marks = plan.marks()
@@ -83,7 +109,11 @@ class RunTelemetry:
         self.metrics: tuple[Metrics | None, ...] = tuple(
             None if mark is None else mark.metrics for mark in marks
         )
-        kinds = (plan.source.operator, *(n.stage.operator for n in plan.nodes))
+        # a source's kind is what made it (range, from_iterable, merge...), not its new name
+        source_kind = getattr(plan.source, "name", plan.source.operator)
+        if not isinstance(source_kind, str):
+            source_kind = plan.source.operator
+        kinds = (source_kind, *(n.stage.operator for n in plan.nodes))
         self.labels = tuple(
             StageLabels(st.name, kind, engine) for st, kind in zip(stats, kinds, strict=True)
         )
@@ -108,6 +138,17 @@ class RunTelemetry:
         """The source's async iterator, timed when the run is observed."""
         timing = self.stats[0].timing
         return items if timing is None else TimedAsyncIterator(items, timing)
+
+    def start(self) -> None:
+        """Start sampling (an observed run only; once)."""
+        if self.on and self._sampler is None:
+            self._sampler = Sampler(self, stall_after=self._stall_after)
+            self._sampler.start()
+
+    def stop(self) -> None:
+        """Stop sampling and wait for the sampler; the last samples stay in the Report."""
+        if self._sampler is not None:
+            self._sampler.stop()
 
     def probe_queue(self, index: int, probe: QueueProbe) -> None:
         """Register how to read stage ``index``'s input queue (push channels, pull buffers)."""
@@ -169,29 +210,19 @@ class RunTelemetry:
         return out or None
 
     def bottleneck(self) -> str | None:
-        """The stage that limited throughput (None when nothing was measured).
+        """The stage that limited throughput (None when nothing was measured): the stage
+        with the most busy time.
 
-        Pull: the stage where demand waited longest, which is the stage with the most busy
-        time (a pull chain runs one stage at a time, so the time demand spends waiting at a
-        stage is its own callbacks and work). Push: the most downstream stage whose input
-        channel stayed mostly full (upstream of it waits on it) while its output did not
-        (downstream starves); without such a channel (rendezvous channels, a slow source),
-        the busiest stage, whose downstream starves.
+        Pull: a chain runs one stage at a time, so the time demand waits at a stage is that
+        stage's own callbacks and work. Push: stages run side by side, and the busiest one is
+        the stage whose input channel stays full (upstream waits on it) while downstream
+        starves. Channel fill is not used to decide: the asyncio runtime's batching moves
+        items out of a channel before they are processed, and a stage that blocks the event
+        loop freezes every channel as it is, so fill can point one stage off.
         """
         if not self.on:
             return None
-        busy = [(self.busy_seconds(i) or 0.0, i) for i in range(len(self.stats))]
-        fill = self.queue_fill()
-        if self.engine == "push" and fill:
-            full = [i for i, f in fill.items() if f >= 0.5]
-            last = len(self.stats) - 1
-            if full:
-                i = max(full)
-                if i > last:  # the consumer's channel: the consumer limits, no stage does
-                    return None
-                # stages downstream of the full channel are starved: this one is the limit
-                return self.stats[i].name
-        seconds, index = max(busy)
+        seconds, index = max((self.busy_seconds(i) or 0.0, i) for i in range(len(self.stats)))
         return self.stats[index].name if seconds > 0.0 else None
 
     # -- exporting -------------------------------------------------------------------------
