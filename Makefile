@@ -23,14 +23,14 @@ $(VENV)/.ok: pyproject.toml
 	rm -rf $(VENV)
 	$(PY311) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install -q -U "pip>=25.1"
-	$(VENV)/bin/python -m pip install -q -e ".[bench,rx,dask]" --group dev
+	$(VENV)/bin/python -m pip install -q -e ".[bench,rx,dask,prometheus,otel,progress]" --group dev
 	touch $@
 
 $(VENV313)/.ok: pyproject.toml
 	rm -rf $(VENV313)
 	$(PY313) -m venv $(VENV313)
 	$(VENV313)/bin/python -m pip install -q -U "pip>=25.1"
-	$(VENV313)/bin/python -m pip install -q -e ".[bench,rx,dask]" --group dev --group docs
+	$(VENV313)/bin/python -m pip install -q -e ".[bench,rx,dask,prometheus,otel,progress]" --group dev --group docs
 	touch $@
 
 $(VENVRX)/.ok: pyproject.toml

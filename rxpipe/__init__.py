@@ -16,6 +16,7 @@ from rxpipe.stages import LinearLogic, LinearStage, Stage, StageLogic
 from rxpipe.stages.buffering import Overflow
 from rxpipe.stages.errors import Result
 from rxpipe.stages.queue_source import QueueHandle
+from rxpipe.telemetry import Metrics
 from rxpipe.telemetry.report import Report, StageReport
 
 __version__ = "0.1.0"
@@ -26,6 +27,7 @@ __all__ = (
     "Fragment",
     "LinearLogic",
     "LinearStage",
+    "Metrics",
     "MissingBackpressureError",
     "Overflow",
     "PipelineCancelledError",

@@ -22,6 +22,7 @@ from collections.abc import (
 from concurrent.futures import Executor
 from typing import TYPE_CHECKING, Any, Final, Generic, Literal, TypeVar, final, overload
 
+from rxpipe._core.telemetry import Metrics, Observed
 from rxpipe.engines.base import Engine, Plan, closing, ensure_no_running_loop
 from rxpipe.engines.pull.engine import PullEngine
 from rxpipe.engines.pull.publisher import FlowPublisher
@@ -160,12 +161,19 @@ class Flow(Generic[T_co]):
     (``.map(f)``), run it with a terminal (``.to_list()``). Running twice runs twice.
     """
 
-    __slots__ = ("_nodes", "_source", "_source_name")
+    __slots__ = ("_nodes", "_source", "_source_name", "_source_observed")
 
-    def __init__(self, source: Source[Any], source_name: str, nodes: tuple[Node, ...]) -> None:
+    def __init__(
+        self,
+        source: Source[Any],
+        source_name: str,
+        nodes: tuple[Node, ...],
+        source_observed: Observed | None = None,
+    ) -> None:
         self._source = source
         self._source_name = source_name
         self._nodes = nodes
+        self._source_observed = source_observed
 
     def __repr__(self) -> str:
         stages = "".join(f".{n.name}" for n in self._nodes)
@@ -174,7 +182,7 @@ class Flow(Generic[T_co]):
     @property
     def plan(self) -> Plan:
         """The flow as engines see it."""
-        return Plan(self._source, self._source_name, self._nodes)
+        return Plan(self._source, self._source_name, self._nodes, self._source_observed)
 
     @property
     def stage_names(self) -> tuple[str, ...]:
@@ -397,6 +405,7 @@ class Flow(Generic[T_co]):
         name: str | None,
         errors: ErrorMode = "raise",
         restart: bool = False,
+        observed: Observed | None = None,
     ) -> Flow[Any]:
         check_errors(errors)
         if not isinstance(restart, bool):
@@ -416,9 +425,52 @@ class Flow(Generic[T_co]):
             raise ValueError(
                 f"a stage named {name!r} is already in this flow; names must be unique"
             )
-        return Flow(
-            self._source, self._source_name, (*self._nodes, Node(name, stage, errors, restart))
-        )
+        node = Node(name, stage, errors, restart, observed)
+        return Flow(self._source, self._source_name, (*self._nodes, node), self._source_observed)
+
+    def observe(self, name: str, metrics: Metrics | None = None) -> Flow[T_co]:
+        """Name the stage before this call ``name`` and measure it in every run.
+
+        ``observe`` is not a stage: it renames the stage (or the source) it follows, so that
+        name keys the Report, metric labels, error notes and per-stage buffer sizes
+        (``PushEngine(buffer={name: n})``). A run with an observed stage times every stage
+        (``busy_seconds``, ``Report.bottleneck``) and keeps the item durations of observed
+        ones (``duration_quantiles``, ``Report.suggested_buffers``); ``metrics`` also receives
+        its counters, durations and queue depth (:class:`rxpipe.Metrics`: the Prometheus and
+        OpenTelemetry exporters of :mod:`rxpipe.telemetry`, or your own). A run with no
+        observed stage measures no time at all.
+
+        - Emits when: as the stage it names (it adds no stage).
+        - Backpressures when: as the stage it names.
+        - Completes when: as the stage it names.
+        - Cancels when: as the stage it names.
+
+        Observed runs take the engines' generic paths where a fast path could not time each
+        stage: the pull engine does not fuse them (see :doc:`telemetry`).
+
+        Raises:
+            TypeError: ``name`` is not a non-empty str, or ``metrics`` is not a
+                :class:`rxpipe.Metrics`.
+            ValueError: another stage of the flow is called ``name``.
+        """
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"observe(name): name must be a non-empty str, got {name!r}")
+        if metrics is not None and not isinstance(metrics, Metrics):
+            raise TypeError(
+                f"observe(metrics=) must be an rxpipe.Metrics (add_items, add_dropped, "
+                f"add_errors, observe_durations, set_queue, set_demand), got {metrics!r}"
+            )
+        current = self._nodes[-1].name if self._nodes else self._source_name
+        if name != current and name in self.stage_names:
+            raise ValueError(
+                f"a stage named {name!r} is already in this flow; names must be unique"
+            )
+        mark = Observed(metrics)
+        if not self._nodes:
+            return Flow(self._source, name, (), mark)
+        last = dataclasses.replace(self._nodes[-1], name=name, observed=mark)
+        nodes = (*self._nodes[:-1], last)
+        return Flow(self._source, self._source_name, nodes, self._source_observed)
 
     @overload
     def map(
@@ -772,7 +824,7 @@ class Flow(Generic[T_co]):
                 label: str | None = node.name if name is None else f"{name}/{node.name}"
                 if label in flow.stage_names:
                     label = None
-                flow = flow._add(node.stage, label, node.errors, node.restart)
+                flow = flow._add(node.stage, label, node.errors, node.restart, node.observed)
             return flow
         return self._add(stage, name, errors, restart)
 

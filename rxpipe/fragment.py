@@ -13,6 +13,7 @@ from concurrent.futures import Executor
 from typing import TYPE_CHECKING, Any, ClassVar, Final, Generic, TypeVar, final
 
 from rxpipe._core.stats import StageStats
+from rxpipe._core.telemetry import Metrics
 from rxpipe.engines.pull.processor import FlowProcessor
 from rxpipe.flow import Flow
 from rxpipe.spec import Processor
@@ -187,6 +188,18 @@ class Fragment(Stage[InT, T], Generic[InT, T]):
     ) -> Fragment[InT, R]:
         """See :meth:`rxpipe.Flow.via`."""
         return self._of(self._flow().via(stage, name=name, errors=errors, restart=restart))
+
+    def observe(self, name: str, metrics: Metrics | None = None) -> Fragment[InT, T]:
+        """See :meth:`rxpipe.Flow.observe` (it names the fragment's last stage).
+
+        Raises:
+            ValueError: the fragment has no stage yet (its input is not a stage).
+        """
+        if not self.nodes:
+            raise ValueError(
+                "observe() names the stage before it: an empty fragment has none (add a stage)"
+            )
+        return self._of(self._flow().observe(name, metrics))
 
     # -- running it ----------------------------------------------------------------------------
     def to_processor(self, *, prefetch: int = 16) -> Processor[InT, T]:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
+from time import perf_counter
 from typing import Any, Final, Protocol, final
 
 from rxpipe._core.notes import annotate
@@ -141,6 +142,9 @@ class Ports:
         return self._in_closed
 
     def schedule(self, work: Callable[[], Awaitable[Any]], done: Done) -> None:
+        timing = self.stats.timing
+        if timing is not None:  # an observed run times the work from here to its end
+            done = timing.work(done)
         self.interp.scheduled.append((self.index, work, done))
 
 
@@ -167,6 +171,7 @@ class Interpreter:
         "scheduled",
         "stats",
         "stopped",
+        "timed",
     )
 
     def __init__(self, logics: Sequence[LogicFactory], stats: Sequence[StageStats]) -> None:
@@ -176,6 +181,8 @@ class Interpreter:
         self._busy = False  # inside a logic callback: new events wait for the loop
         self.stats = stats
         self._ports = [Ports(self, i, st) for i, st in enumerate(stats)]
+        #: An observed run: every callback is timed (see :mod:`rxpipe._core.telemetry`).
+        self.timed = any(st.timing is not None for st in stats)
         for make, ports in zip(logics, self._ports, strict=True):
             ports.logic = make(ports)
         #: The last stage's ports: the kernel's step machine reads their state directly.
@@ -228,13 +235,16 @@ class Interpreter:
         # Idle: call the logic directly (the events it causes queue up as usual), which
         # spares the queue a round trip on the path every item takes.
         self._busy = True
+        started = perf_counter() if self.timed else 0.0
         try:
             last.logic.on_pull()
         except Exception as exc:
-            last.stats.errored += 1
+            _count_error(last.stats, exc)
             last.fail(annotate(exc, last.stats.name))
         finally:
             self._busy = False
+            if started:
+                _busy(last.stats, perf_counter() - started)
         if self._events:
             self._run()
 
@@ -250,13 +260,16 @@ class Interpreter:
             self._events.append((_ON_PUSH, 0, None))
             return
         self._busy = True
+        started = perf_counter() if self.timed else 0.0
         try:
             first.logic.on_push()
         except Exception as exc:
-            first.stats.errored += 1
+            _count_error(first.stats, exc)
             first.fail(annotate(exc, first.stats.name))
         finally:
             self._busy = False
+            if started:
+                _item(first.stats, perf_counter() - started)
         if self._events:
             self._run()
 
@@ -363,14 +376,33 @@ class Interpreter:
             return  # the loop below, further up the stack, will get to the new events
         self._busy = True
         try:
-            self._loop()
+            if self.timed:
+                self._loop_timed()
+            else:
+                self._loop()
         finally:
             self._busy = False
 
-    def _loop(self) -> None:
+    def _loop_timed(self) -> None:
+        """:meth:`_loop` with each callback timed: an item's ``on_push`` as one item's
+        duration, every other callback as busy time of its stage."""
+        events = self._events
+        while events:
+            kind, index, _ = events[0]
+            stats = self._ports[index].stats
+            started = perf_counter()
+            self._loop(1)
+            if kind == _ON_PUSH:
+                _item(stats, perf_counter() - started)
+            else:
+                _busy(stats, perf_counter() - started)
+
+    def _loop(self, limit: int = -1) -> None:
+        """Deliver queued events to their stages (``limit`` of them, or until none is left)."""
         events = self._events
         ports = self._ports
-        while events:
+        while events and limit:
+            limit -= 1
             kind, index, arg = events.popleft()
             p = ports[index]
             logic = p.logic
@@ -401,5 +433,22 @@ class Interpreter:
                 # errors="raise": the exception fails this stage; the failure travels down and
                 # the cancellation up, through the same event queue.
                 p = ports[index]
-                p.stats.errored += 1
+                _count_error(p.stats, exc)
                 p.fail(annotate(exc, p.stats.name))
+
+
+def _count_error(stats: StageStats, exc: Exception) -> None:
+    """A stage's callback raised ``exc`` (errors="raise"): count it, by class if observed."""
+    stats.errored += 1
+    if stats.timing is not None:
+        stats.timing.error(exc)
+
+
+def _item(stats: StageStats, seconds: float) -> None:
+    if stats.timing is not None:
+        stats.timing.item(seconds)
+
+
+def _busy(stats: StageStats, seconds: float) -> None:
+    if stats.timing is not None:
+        stats.timing.busy += seconds

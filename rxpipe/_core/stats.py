@@ -7,7 +7,10 @@ drivers, the telemetry) depends on the kernel only, not on the blueprints.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rxpipe._core.telemetry import StageTiming
 
 __all__ = ("Done", "StageStats")
 
@@ -21,10 +24,10 @@ class StageStats:
     ``received``/``emitted`` are counted by the engine (grab/push); a logic counts what only it
     knows: ``filtered`` (chose not to emit), ``dropped`` (overflow policies) and ``lost``
     (items it held when the run was cancelled). ``errored`` is counted by the error surface.
+    ``timing`` is None unless the run is observed (see :mod:`rxpipe._core.telemetry`).
     """
 
     __slots__ = (
-        "busy_seconds",
         "dropped",
         "emitted",
         "errored",
@@ -32,6 +35,7 @@ class StageStats:
         "lost",
         "name",
         "received",
+        "timing",
     )
 
     def __init__(self, name: str) -> None:
@@ -42,7 +46,7 @@ class StageStats:
         self.errored = 0
         self.dropped = 0
         self.lost = 0
-        self.busy_seconds = 0.0
+        self.timing: StageTiming | None = None
 
     def __repr__(self) -> str:
         return (

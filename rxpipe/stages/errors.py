@@ -16,6 +16,7 @@ from typing import Any, Final, Generic, Literal, TypeVar, final
 from rxpipe._core.interpreter import Interpreter
 from rxpipe._core.notes import annotate
 from rxpipe._core.stats import Done, StageStats
+from rxpipe._core.telemetry import Observed
 from rxpipe.stages._base import Ports, Stage, StageLogic
 
 __all__ = (
@@ -83,12 +84,14 @@ def check_errors(errors: object) -> None:
 @final
 @dataclass(frozen=True, slots=True)
 class Node:
-    """A stage placed in a flow: its name, its blueprint, and its error surface."""
+    """A stage placed in a flow: its name, its blueprint, its error surface, and whether
+    ``observe()`` marked it."""
 
     name: str
     stage: Stage[Any, Any]
     errors: ErrorMode = "raise"
     restart: bool = False
+    observed: Observed | None = None
 
     @property
     def supervised(self) -> bool:
@@ -201,7 +204,10 @@ class _Supervisor(StageLogic[Any, Any]):
     def _recover(self, exc: Exception) -> None:
         node = self._node
         item = None if self._current is _NO_ITEM else self._current
-        self.ports.stats.errored += 1
+        stats = self.ports.stats
+        stats.errored += 1
+        if stats.timing is not None:  # an observed run counts errors by class
+            stats.timing.error(exc)
         if node.restart:
             self._inner = node.stage.create_logic(self)
             self._inner.pre_start()

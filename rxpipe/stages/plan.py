@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol, final
 
 if TYPE_CHECKING:
     from rxpipe._core.stats import StageStats
+    from rxpipe._core.telemetry import Observed
     from rxpipe.stages.errors import Node
     from rxpipe.stages.sources import Source
 
@@ -28,6 +29,17 @@ class Plan:
     source: Source[Any]
     source_name: str
     nodes: tuple[Node, ...]
+    #: ``observe()`` right after the source marks the source.
+    source_observed: Observed | None = None
+
+    @property
+    def observed(self) -> bool:
+        """Whether a run of the plan is measured (some stage was marked with ``observe()``)."""
+        return self.source_observed is not None or any(n.observed for n in self.nodes)
+
+    def marks(self) -> tuple[Observed | None, ...]:
+        """The ``observe()`` mark of each stage, the source first (None: not observed)."""
+        return (self.source_observed, *(n.observed for n in self.nodes))
 
     @property
     def is_async(self) -> bool:

@@ -1,4 +1,5 @@
-"""Report fields that are not measured yet read ``None``, on every engine (issue 9, item 14)."""
+"""Report fields that a run did not measure read ``None``, on every engine (issue 9, item 14):
+without ``observe()`` nothing is timed."""
 
 from __future__ import annotations
 
@@ -74,7 +75,8 @@ def test_defaults_and_types_say_none() -> None:
     for cls, name in ((StageReport, "busy_seconds"), (Report, "suggested_buffers")):
         doc = " ".join((cls.__doc__ or "").split())
         assert f"``{name}``" in doc, name
-        assert "``None`` until measured" in doc, name
+        assert "``None``" in doc, name
+        assert "observe" in doc, name  # when they are measured
 
 
 def test_pipeline_cancelled_error_says_who_raises_it() -> None:

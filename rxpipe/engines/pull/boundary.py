@@ -39,7 +39,7 @@ def _from(error: BaseException, upstream: StageStats | None) -> BaseException:
 class Boundary:
     """One ``buffer(n)`` node in a pull run."""
 
-    __slots__ = ("low", "n", "overflow", "stats")
+    __slots__ = ("held", "low", "n", "overflow", "stats")
     width: Final = 1
 
     def __init__(
@@ -49,6 +49,8 @@ class Boundary:
         self.low = n // 4  # refill once 75% of the window was consumed
         self.stats = stats
         self.overflow = overflow
+        #: The items it holds now (read by an observed run's sampler).
+        self.held: deque[Any] = deque()
 
     def settle(self) -> int:
         """How many items the boundary received (its upstream emitted)."""
@@ -57,6 +59,7 @@ class Boundary:
     def iterate(self, src: Iterator[Any], upstream: StageStats | None = None) -> Iterator[Any]:
         """Sync twin: prefetch batches on the caller's thread."""
         buf: deque[Any] = deque()
+        self.held = buf
         stats = self.stats
         exhausted = False
         failure: BaseException | None = None
@@ -92,6 +95,7 @@ class Boundary:
     ) -> AsyncIterator[Any]:
         """Async: upstream runs in its own task, at most ``n`` items ahead."""
         buf: deque[Any] = deque()
+        self.held = buf
         stats = self.stats
         n, low = self.n, self.low
         room = asyncio.Event()

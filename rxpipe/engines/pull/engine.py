@@ -43,7 +43,9 @@ from rxpipe.engines.pull.boundary import Boundary
 from rxpipe.engines.pull.fused import FusedRun, is_fusible
 from rxpipe.stages.buffering import Buffer
 from rxpipe.stages.errors import Node, annotate, interpreter
+from rxpipe.telemetry.collector import RunTelemetry, check_stall_after
 from rxpipe.telemetry.report import Report
+from rxpipe.telemetry.sampler import DEFAULT_STALL_SECONDS
 
 __all__ = ("PullEngine",)
 
@@ -61,15 +63,24 @@ class PullEngine(Engine):
             are requested at once; more are requested when 75% of the window was used.
         fuse: lower runs of simple stages into one generated loop (``False`` forces the
             generic interpreter, for tests and for comparison).
+        stall_after: in a run with an observed stage, log one warning on the ``"rxpipe"``
+            logger when no item moved for this many seconds (``None``: never).
     """
 
     name = "pull"
 
-    def __init__(self, *, prefetch: int = 256, fuse: bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        prefetch: int = 256,
+        fuse: bool = True,
+        stall_after: float | None = DEFAULT_STALL_SECONDS,
+    ) -> None:
         if isinstance(prefetch, bool) or not isinstance(prefetch, int) or prefetch < 1:
             raise ValueError(f"prefetch must be an int >= 1, got {prefetch!r}")
         self.prefetch = prefetch
         self.fuse = fuse
+        self.stall_after = check_stall_after(stall_after)
 
     def __repr__(self) -> str:
         return f"PullEngine(prefetch={self.prefetch}, fuse={self.fuse})"
@@ -342,6 +353,11 @@ def _is_running(agen: object) -> bool:
     return bool(getattr(agen, "ag_running", False))
 
 
+def _fill(boundary: Boundary) -> Callable[[], tuple[int, int]]:
+    """How the sampler reads a buffer's fill: (items held, capacity)."""
+    return lambda: (len(boundary.held), boundary.n)
+
+
 @final
 class PullRun(Run[Any]):
     """One run on the pull engine."""
@@ -356,13 +372,23 @@ class PullRun(Run[Any]):
         "_segments",
         "_started",
         "_stats",
+        "_telemetry",
     )
 
     def __init__(self, engine: PullEngine, plan: Plan) -> None:
         self._engine = engine
         self._plan = plan
         self._stats = [StageStats(name) for name in plan.names()]
-        self._segments = _segments(plan.nodes, self._stats[1:], engine.fuse)
+        self._telemetry = RunTelemetry(plan, self._stats, engine.name, engine.stall_after)
+        # an observed run is timed by the kernel, stage by stage: no fused loop
+        fuse = engine.fuse and not plan.observed
+        self._segments = _segments(plan.nodes, self._stats[1:], fuse)
+        if plan.observed:  # a buffer's fill is the input queue of the stage after it
+            position = 1
+            for seg in self._segments:
+                position += seg.width
+                if isinstance(seg, Boundary):
+                    self._telemetry.probe_queue(position, _fill(seg))
         self._counted = _Counted()
         self._gen: Iterator[Any] | None = None
         self._agen: AsyncIterator[Any] | None = None
@@ -372,7 +398,8 @@ class PullRun(Run[Any]):
     # -- building the chain of iterators ---------------------------------------------------
     def _chain(self) -> Iterator[Any]:
         self._started = time.perf_counter()
-        it: Iterator[Any] = self._plan.source.open(self)
+        self._telemetry.start()
+        it: Iterator[Any] = self._telemetry.source(self._plan.source.open(self))
         if not self._segments:
             return self._counted.iterate(it)
         position = 0  # index into self._stats of the stage upstream of the next segment
@@ -383,12 +410,18 @@ class PullRun(Run[Any]):
 
     def _achain(self) -> AsyncIterator[Any]:
         self._started = time.perf_counter()
+        self._telemetry.start()
         source = self._plan.source
         # A synchronous prefix (a sync source, and fused stages that read one item per output)
         # stays a plain iterator until something needs the loop; a generic segment reads it
         # inline, without a task per item.
         sync = not (source.is_async or source.prefers_async)
-        it: Any = source.open(self) if sync else source.open_async(self)
+        telemetry = self._telemetry
+        it: Any = (
+            telemetry.source(source.open(self))
+            if sync
+            else telemetry.source_async(source.open_async(self))
+        )
         if not self._segments:
             return self._counted.aiterate(_cooperative(it) if sync else it)
         position = 0
@@ -511,6 +544,7 @@ class PullRun(Run[Any]):
         """Turn the segments' counters into stats and freeze the Report."""
         if self._report is not None:
             return
+        self._telemetry.stop()
         stats = self._stats
         # Walk backwards: each segment tells what it received, which its upstream emitted.
         position = len(stats) - 1
@@ -524,8 +558,13 @@ class PullRun(Run[Any]):
         delivered = stats[-1].emitted
         elapsed = time.perf_counter() - self._started if self._started else 0.0
         self._report = Report.build(
-            stats, delivered=delivered, engine=self._engine.name, elapsed_seconds=elapsed
+            stats,
+            delivered=delivered,
+            engine=self._engine.name,
+            elapsed_seconds=elapsed,
+            telemetry=self._telemetry,
         )
+        self._telemetry.flush()
 
     def report(self) -> Report:
         if self._report is None:

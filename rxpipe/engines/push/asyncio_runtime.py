@@ -42,14 +42,16 @@ class AsyncioRuntime:
         run = self._run
         run.wire(AsyncChannel)
         plan, stats, channels = run.plan, run.stats, run.channels
-        source = plan.source
+        source, timed = plan.source, run.telemetry  # timed: the source's items, if observed
         first: Coroutine[Any, Any, None]
         if ITERATOR_SOURCE.applies_to_source(source):
-            first = run_iterator_source_async(source.open(run), stats[0], channels[0])
+            first = run_iterator_source_async(timed.source(source.open(run)), stats[0], channels[0])
         elif source.is_async or source.prefers_async:
-            first = self._source(AsyncIteratorInbox(source.open_async(run)), stats[0], channels[0])
+            inbox = AsyncIteratorInbox(timed.source_async(source.open_async(run)))
+            first = self._source(inbox, stats[0], channels[0])
         else:
-            first = self._source(IteratorInbox(source.open(run)), stats[0], channels[0])
+            items = IteratorInbox(timed.source(source.open(run)))
+            first = self._source(items, stats[0], channels[0])
         runners = [first]
         runners += [
             _stage(node, stats[i + 1], channels[i], channels[i + 1])

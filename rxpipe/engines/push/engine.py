@@ -25,7 +25,9 @@ from rxpipe.engines.push.asyncio_runtime import AsyncioRuntime
 from rxpipe.engines.push.runtime import Runtime
 from rxpipe.engines.push.threads_runtime import ThreadsRuntime
 from rxpipe.stages.buffering import Buffer, Overflow
+from rxpipe.telemetry.collector import QueueProbe, RunTelemetry, check_stall_after
 from rxpipe.telemetry.report import Report
+from rxpipe.telemetry.sampler import DEFAULT_STALL_SECONDS
 
 __all__ = ("PushEngine",)
 
@@ -46,6 +48,8 @@ class PushEngine(Engine):
             names to the size of that stage's *output* channel, with ``"*"`` for the rest
             (``{"parse": 16, "*": 1}``, as the guide's ``out := make(chan T, 16)``).
         runtime: ``"asyncio"`` (one task per stage) or ``"threads"`` (one thread per stage).
+        stall_after: in a run with an observed stage, log one warning on the ``"rxpipe"``
+            logger when no item moved for this many seconds (``None``: never).
 
     Raises:
         TypeError/ValueError: a buffer size that is not an int >= 0, or an unknown runtime.
@@ -54,7 +58,11 @@ class PushEngine(Engine):
     name = "push"
 
     def __init__(
-        self, *, buffer: int | Mapping[str, int] = DEFAULT_BUFFER, runtime: RuntimeName = "asyncio"
+        self,
+        *,
+        buffer: int | Mapping[str, int] = DEFAULT_BUFFER,
+        runtime: RuntimeName = "asyncio",
+        stall_after: float | None = DEFAULT_STALL_SECONDS,
     ) -> None:
         if runtime not in ("asyncio", "threads"):
             raise ValueError(f"runtime must be 'asyncio' or 'threads', got {runtime!r}")
@@ -70,6 +78,7 @@ class PushEngine(Engine):
             self._default = check_buffer(buffer)
             self._sizes = {}
         self.runtime: RuntimeName = runtime
+        self.stall_after = check_stall_after(stall_after)
 
     def __repr__(self) -> str:
         sizes = self._sizes or self._default
@@ -148,12 +157,15 @@ class PushRun(Run[Any]):
         "_sync_iter",
         "channels",
         "delivered",
+        "telemetry",
     )
 
     def __init__(self, engine: PushEngine, plan: Plan) -> None:
         self._engine = engine
         self._plan = plan
         self._stats = [StageStats(name) for name in plan.names()]
+        #: What this run measures (everything only when a stage is observed).
+        self.telemetry = RunTelemetry(plan, self._stats, engine.name, engine.stall_after)
         self.channels: list[Any] = []
         self._report: Report | None = None
         self._started = 0.0
@@ -177,6 +189,10 @@ class PushRun(Run[Any]):
         """Create one channel after each stage (the source first)."""
         self._started = time.perf_counter()
         self.channels = [channel(n) for n in self._engine.channel_sizes(self._plan)]
+        if self.telemetry.on:  # each channel is the input queue of the stage after it
+            for i, ch in enumerate(self.channels):
+                self.telemetry.probe_queue(i + 1, _depth(ch))
+            self.telemetry.start()
 
     def begin_stop(self) -> bool:
         """Mark the run as stopping; True for the first caller only."""
@@ -265,6 +281,7 @@ class PushRun(Run[Any]):
         """Freeze the Report (once): what channels threw away was in flight, so lost."""
         if self._report is not None:
             return
+        self.telemetry.stop()
         # counted at the stage the items were travelling to (the consumer's: the last stage)
         stats = self._stats
         for i, ch in enumerate(self.channels):
@@ -273,8 +290,13 @@ class PushRun(Run[Any]):
         self._plan.source.settle(stats[0])  # what only the source knows (rejected offers)
         elapsed = time.perf_counter() - self._started if self._started else 0.0
         self._report = Report.build(
-            stats, delivered=self.delivered, engine=self._engine.name, elapsed_seconds=elapsed
+            stats,
+            delivered=self.delivered,
+            engine=self._engine.name,
+            elapsed_seconds=elapsed,
+            telemetry=self.telemetry,
         )
+        self.telemetry.flush()
 
     def report(self) -> Report:
         if self._report is None:
@@ -283,3 +305,13 @@ class PushRun(Run[Any]):
             self.finish()
         assert self._report is not None
         return self._report
+
+
+def _depth(channel: Any) -> QueueProbe:
+    """How the sampler reads a channel's depth: (items held, capacity)."""
+
+    def probe() -> tuple[int, int]:
+        st = channel.statistics()
+        return st.current, st.capacity
+
+    return probe

@@ -44,14 +44,14 @@ class ThreadsRuntime:
         run = self._run
         run.wire(ThreadChannel)
         plan, stats, channels = run.plan, run.stats, run.channels
-        source = plan.source
+        source, timed = plan.source, run.telemetry  # timed: the source's items, if observed
         # An async source (or one that waits for items) gets its own event loop, inside its
         # own thread; stopping the run cancels its wait (see _signal_stop).
         items: Iterator[Any]
         if source.is_async or source.prefers_async:
-            items = self._source_loop = _LoopSource(source.open_async(run))
+            items = self._source_loop = _LoopSource(timed.source_async(source.open_async(run)))
         else:
-            items = source.open(run)
+            items = timed.source(source.open(run))
         targets: list[tuple[Callable[..., None], tuple[Any, ...]]] = [
             (_source, (items, stats[0], channels[0]))
         ]
