@@ -21,6 +21,7 @@ engine's event loop.
 from __future__ import annotations
 
 import asyncio
+import heapq
 import pickle
 from collections import deque
 from collections.abc import Callable, Hashable
@@ -168,16 +169,37 @@ class _CopiesLogic(StageLogic[Any, Any]):
 
     In ordered mode a copy takes a new item only once it is idle (it wants input, has no
     output and no work running), so every output it makes belongs to the item it holds.
+
+    An event costs O(log n) at most, never O(n): a copy changes only when this logic calls
+    it (start, feed, demand, feed_end, the end of its work), so the merge loop looks only at
+    the copies it called since it last looked (``dirty``) and keeps the rest as it goes: the
+    outputs it holds (``buffered``), the copies that finished, the copies that may want a
+    demand (``needy``) or an end (``endable``), the copies that may take input (two heaps
+    around the round-robin ``turn``), and which copy holds which input number (``owner``).
+    A candidate is checked again when it is used, since it may have changed meanwhile; it
+    changed only by a call, which makes it a candidate again. Where the loop acts on several
+    copies at once it does so in index order, as a scan over every copy would.
     """
 
     __slots__ = (
+        "ahead",
+        "behind",
+        "buffered",
         "copies",
+        "counted",
+        "dirty",
+        "done",
+        "endable",
+        "failed_at",
         "groups",
         "holding",
         "key",
+        "needy",
         "next_seq",
         "ordered",
+        "owner",
         "pending",
+        "queued",
         "ready",
         "seq",
         "seq_in",
@@ -207,18 +229,31 @@ class _CopiesLogic(StageLogic[Any, Any]):
         self.holding = -1  # partition: the copy the pending item must go to
         self.ready: deque[Any] = deque()  # unordered: outputs to emit
         self.groups: dict[int, deque[Any]] = {}  # ordered: outputs per input number
+        self.buffered = 0  # outputs in ready and groups
         self.seq_in = [-1] * n  # ordered: the input number each copy holds
+        self.owner: dict[int, int] = {}  # ordered: input number -> the copy holding it
         self.work = [0] * n  # work each copy has running
         self.seq = 0  # the next input's number
         self.next_seq = 0  # ordered: the next input number to emit outputs of
-        self.turn = 0
+        self.turn = 0  # parallel: where the round robin looks for a free copy first
         self.upstream_done = False
         self.stopped = False
+        self.failed_at = -1  # the copy whose error failed the stage
+        self.counted = [False] * n  # copies seen finished
+        self.done = 0  # how many
+        self.dirty: set[int] = set()  # copies called since the merge loop last looked
+        self.needy: set[int] = set()  # copies that may want a demand
+        self.endable: set[int] = set()  # copies that may be idle with their input open
+        # copies that may take input: heaps of those at or after `turn`, and before it
+        self.ahead: list[int] = []
+        self.behind: list[int] = []
+        self.queued = [False] * n  # whether a copy is in ahead or behind
 
     # -- callbacks -------------------------------------------------------------------------------
     def pre_start(self) -> None:
         for c in self.copies:
             c.start()
+        self.dirty.update(range(len(self.copies)))
         self._pump()
 
     def on_pull(self) -> None:
@@ -255,8 +290,7 @@ class _CopiesLogic(StageLogic[Any, Any]):
                 stats.lost += inner.lost
 
     def held_items(self) -> int:
-        held = len(self.ready) + sum(len(g) for g in self.groups.values())
-        held += sum(len(c.output) for c in self.copies)
+        held = self.buffered + sum(len(c.output) for c in self.copies)
         return held + (self.pending is not _NO_ITEM)
 
     # -- helpers ---------------------------------------------------------------------------------
@@ -297,17 +331,110 @@ class _CopiesLogic(StageLogic[Any, Any]):
                 done: Any = done,
             ) -> None:
                 self.work[i] -= 1
+                self.dirty.add(i)
                 self.copies[i].work_done(index, done, result, error)
                 self._pump()
 
             self.ports.schedule(work, back)
 
+    def _collect(self) -> bool:
+        """Take in what the copies called since last time did: forward the work they
+        scheduled, move their outputs to the merge buffer, note what they now want.
+
+        False if a copy failed (the stage fails with its error), now or before: then, as a
+        scan in index order stopping at the failed copy would, only the copies before it are
+        looked at.
+        """
+        dirty, failed_at = self.dirty, self.failed_at
+        if dirty:
+            order = sorted(dirty) if len(dirty) > 1 else list(dirty)
+            dirty.clear()
+            for pos, i in enumerate(order):
+                if 0 <= failed_at < i:
+                    dirty.update(order[pos:])
+                    break
+                c = self.copies[i]
+                self._forward_work(i)
+                if c.output:
+                    self.buffered += len(c.output)
+                    if self.ordered:
+                        self.groups.setdefault(self.seq_in[i], deque()).extend(c.output)
+                    else:
+                        self.ready.extend(c.output)
+                    c.output.clear()
+                if c.finished and c.error is not None:
+                    self.ports.fail(c.error)
+                    self.failed_at = i
+                    dirty.update(order[pos + 1 :])
+                    return False
+                self._note(i)
+        return self.failed_at < 0
+
+    def _note(self, i: int) -> None:
+        """Record what copy ``i``, just looked at, may want next (checked again when used)."""
+        c = self.copies[i]
+        if c.finished:
+            if not self.counted[i]:
+                self.counted[i] = True
+                self.done += 1
+            return
+        if not c.wants_output():
+            self.needy.add(i)
+        if not self.queued[i] and self._takes_input(i):
+            self.queued[i] = True
+            heapq.heappush(self.ahead if i >= self.turn else self.behind, i)
+        if not c.input_closed and self._idle(i):
+            self.endable.add(i)
+
+    def _ask(self, i: int) -> bool:
+        """Demand output of copy ``i`` if it waits for a demand; True if that made progress."""
+        c = self.copies[i]
+        if c.finished or c.output or c.wants_output():
+            return False
+        c.demand()
+        # progress only if the copy could take the demand (a cancelled one can't)
+        if c.wants_output() or c.output or c.finished:
+            self.dirty.add(i)
+            return True
+        return False
+
+    def _ask_copies(self) -> bool:
+        """Ask copies for output while the merge buffer is small; in ordered mode always ask
+        the copy whose outputs are due next, or it could wait on a full buffer."""
+        needy = self.needy
+        if not needy:
+            return False
+        if self.buffered < len(self.copies):
+            order = sorted(needy) if len(needy) > 1 else list(needy)
+            needy.clear()
+            asked = False
+            for i in order:
+                asked |= self._ask(i)
+            return asked
+        if self.ordered:
+            due = self.owner.get(self.next_seq, -1)
+            if due in needy:
+                needy.discard(due)
+                return self._ask(due)
+        return False
+
+    def _next_taker(self) -> int:
+        """The first copy from ``turn`` on (round robin) that takes input, or -1."""
+        ahead, behind, queued = self.ahead, self.behind, self.queued
+        while ahead and not self._takes_input(ahead[0]):
+            queued[heapq.heappop(ahead)] = False
+        if ahead:
+            return ahead[0]
+        while behind and not self._takes_input(behind[0]):
+            queued[heapq.heappop(behind)] = False
+        return behind[0] if behind else -1
+
     def _group_done(self, s: int) -> bool:
         """Ordered: whether every output of input ``s`` has been made."""
-        for i, c in enumerate(self.copies):
-            if self.seq_in[i] == s:
-                return c.finished or self._idle(i)
-        return True  # its copy moved on, which it does only when idle
+        i = self.owner.get(s, -1)
+        if i < 0:
+            return True  # its copy moved on, which it does only when idle
+        return self.copies[i].finished or self._idle(i)
 
     def _emit(self) -> bool:
         """Push one output if downstream waits and one is due; True if it pushed."""
@@ -315,12 +442,14 @@ class _CopiesLogic(StageLogic[Any, Any]):
             return False
         if not self.ordered:
             if self.ready:
+                self.buffered -= 1
                 self.ports.push(self.ready.popleft())
                 return True
             return False
         while self.next_seq < self.seq:
             group = self.groups.get(self.next_seq)
             if group:
+                self.buffered -= 1
                 self.ports.push(group.popleft())
                 return True
             if not self._group_done(self.next_seq):
@@ -332,57 +461,66 @@ class _CopiesLogic(StageLogic[Any, Any]):
     def _unroutable(self) -> bool:
         if self.holding >= 0:
             return self.copies[self.holding].finished
-        return all(c.finished for c in self.copies)
+        return self.done == len(self.copies)
 
     def _route(self) -> bool:
         """Give the pending item to a copy that takes it; True if it did."""
         if self.pending is _NO_ITEM:
             return False
-        n = len(self.copies)
-        if self.holding >= 0:
+        if self.holding >= 0:  # partition: the keyed copy or none (the turn plays no part)
             choice = self.holding if self._takes_input(self.holding) else -1
+            if choice < 0:
+                return False
         else:
-            choice = next((j for k in range(n) if self._takes_input(j := (self.turn + k) % n)), -1)
-        if choice < 0:
-            return False
+            choice = self._next_taker()
+            if choice < 0:
+                return False
+            # the chosen copy leaves its heap; the turn moves past it, and when the turn
+            # wraps or the choice came from behind it, what was behind is now ahead
+            from_ahead = bool(self.ahead)
+            heapq.heappop(self.ahead if from_ahead else self.behind)
+            self.queued[choice] = False
+            self.turn = (choice + 1) % len(self.copies)
+            if not from_ahead or self.turn == 0:
+                self.ahead, self.behind = self.behind, self.ahead
         item, self.pending, self.holding = self.pending, _NO_ITEM, -1
-        self.turn = (choice + 1) % n
+        before = self.seq_in[choice]
+        if self.owner.get(before) == choice:
+            del self.owner[before]
         self.seq_in[choice] = self.seq
+        self.owner[self.seq] = choice
         self.seq += 1
+        self.dirty.add(choice)
         self.copies[choice].feed(item)
         return True
+
+    def _end_copies(self) -> bool:
+        """Upstream ended: end the input of every idle copy (in index order); True if any."""
+        endable = self.endable
+        if not endable:
+            return False
+        order = sorted(endable) if len(endable) > 1 else list(endable)
+        endable.clear()
+        ended = False
+        for i in order:
+            c = self.copies[i]
+            if not c.input_closed and not c.finished and self._idle(i):
+                self.dirty.add(i)
+                c.feed_end()
+                ended = True
+        return ended
 
     # -- the merge loop --------------------------------------------------------------------------
     def _pump(self) -> None:
         if self.stopped:
             return
-        ports, copies = self.ports, self.copies
+        ports, n = self.ports, len(self.copies)
         while True:
-            for i, c in enumerate(copies):
-                self._forward_work(i)
-                if c.output:
-                    if self.ordered:
-                        self.groups.setdefault(self.seq_in[i], deque()).extend(c.output)
-                    else:
-                        self.ready.extend(c.output)
-                    c.output.clear()
-                if c.finished and c.error is not None:
-                    ports.fail(c.error)
-                    return
+            if not self._collect():
+                return
             if self._emit():
                 continue
-            # Ask copies for output while the merge buffer is small; in ordered mode always
-            # ask the copy whose outputs are due next, or it could wait on a full buffer.
-            buffered = len(self.ready) + sum(len(g) for g in self.groups.values())
-            asked = False
-            for i, c in enumerate(copies):
-                due = self.ordered and self.seq_in[i] == self.next_seq
-                wanted = (buffered < len(copies) or due) and not c.finished
-                if wanted and not c.output and not c.wants_output():
-                    c.demand()
-                    # progress only if the copy could take the demand (a cancelled one can't)
-                    asked |= c.wants_output() or bool(c.output) or c.finished
-            if asked:
+            if self._ask_copies():
                 continue
             if self._route():
                 continue
@@ -392,27 +530,22 @@ class _CopiesLogic(StageLogic[Any, Any]):
                 self.pending, self.holding = _NO_ITEM, -1
                 ports.stats.filtered += 1
                 continue
-            if not self.upstream_done and all(c.finished for c in copies):
+            if not self.upstream_done and self.done == n:
                 self.upstream_done = True  # no copy will take more: stop upstream
                 ports.cancel()
                 continue
             if self.upstream_done and self.pending is _NO_ITEM:
-                ended = False
-                for i, c in enumerate(copies):
-                    if not c.input_closed and not c.finished and self._idle(i):
-                        c.feed_end()
-                        ended = True
-                if ended:
+                if self._end_copies():
                     continue
-                if all(c.finished for c in copies) and buffered == 0:
+                if self.done == n and self.buffered == 0:
                     ports.complete()
                 return
             if (
                 self.pending is _NO_ITEM
                 and not ports.has_pulled()
                 and not ports.is_upstream_closed()
-                and buffered < 4 * len(copies)
-                and any(self._takes_input(i) for i in range(len(copies)))
+                and self.buffered < 4 * n
+                and self._next_taker() >= 0
             ):
                 ports.pull()
             return
