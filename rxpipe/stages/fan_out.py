@@ -290,8 +290,9 @@ class _CopiesLogic(StageLogic[Any, Any]):
                 stats.lost += inner.lost
 
     def held_items(self) -> int:
-        held = self.buffered + sum(len(c.output) for c in self.copies)
-        return held + (self.pending is not _NO_ITEM)
+        # what the copies still hold (their output included) is theirs: each copy's stop
+        # counts it, and post_stop folds it in
+        return self.buffered + (self.pending is not _NO_ITEM)
 
     # -- helpers ---------------------------------------------------------------------------------
     def _idle(self, i: int) -> bool:
