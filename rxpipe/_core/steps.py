@@ -24,7 +24,7 @@ from typing import Any, Final, final
 from rxpipe._core.interpreter import Interpreter
 from rxpipe._core.notes import annotate
 from rxpipe._core.stats import StageStats
-from rxpipe._core.work import Ended
+from rxpipe._core.work import NOT_YET, STALL, Ended
 
 __all__ = (
     "COMPLETE",
@@ -59,10 +59,10 @@ class _Signal:
 
 END: Final[Any] = _Signal("END")
 GONE: Final[Any] = _Signal("GONE")
-NOTHING: Final[Any] = _Signal("NOTHING")
+#: No item yet (a piece of work ended first): the same value as :data:`Work.awaiting`'s.
+NOTHING: Final[Any] = NOT_YET
 COMPLETE: Final[Any] = _Signal("COMPLETE")
 
-STALL: Final = "a stage neither pushed nor pulled after on_pull: its logic breaks the port protocol"
 
 #: A step machine: yields op codes, is sent outcomes, returns how it ended.
 Steps = Generator[int, Any, Any]

@@ -35,12 +35,27 @@ from __future__ import annotations
 import asyncio
 import types
 from collections import deque
-from collections.abc import Awaitable, Callable, Generator, Iterable
-from typing import Any, final
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterable
+from typing import Any, Final, final
 
+from rxpipe._core.notes import annotate
 from rxpipe._core.stats import Done
 
-__all__ = ("Lane", "LaneCall", "Work", "settle_tasks")
+__all__ = ("NOT_YET", "STALL", "Lane", "LaneCall", "Work", "settle_tasks")
+
+
+@final
+class _NotYet:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "NOT_YET"
+
+
+STALL: Final = "a stage neither pushed nor pulled after on_pull: its logic breaks the port protocol"
+
+#: What :meth:`Work.awaiting` returns when a piece of work ended before the input came.
+NOT_YET: Final[Any] = _NotYet()
 
 #: ``(stage index, done, result, error)``: a piece of work that ended.
 Ended = tuple[int, Done, Any, BaseException | None]
@@ -98,6 +113,7 @@ class Work:
 
     __slots__ = (
         "_idle",
+        "_input",
         "_lanes",
         "_runners",
         "_spinning",
@@ -119,6 +135,8 @@ class Work:
         self._idle: dict[_Runner, asyncio.Future[_Piece]] = {}
         self._lanes: list[Lane] = []
         self._stopping = False
+        #: The driver's input, awaited beside the work (see :meth:`awaiting`).
+        self._input: asyncio.Future[Any] | None = None
 
     def start(self, scheduled: deque[tuple[int, Callable[[], Awaitable[Any]], Done]]) -> None:
         """Start every piece of work the stages scheduled since the last call."""
@@ -308,6 +326,43 @@ class Work:
         finally:
             self._waiter = None
 
+    async def wait_or_stall(self, stage: str) -> None:
+        """The driver has nothing to do but wait for running work; with none running, the
+        stage's logic broke the port protocol (it neither pushed nor pulled)."""
+        if not self.running and not self.finished:
+            raise annotate(RuntimeError(STALL), stage)
+        await self.wait()
+
+    async def awaiting(self, receive: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
+        """The outcome of the driver's next input, raced against the work: what ``receive()``
+        returns, or :data:`NOT_YET` when a piece of work ended first (the input stays awaited,
+        and the next call picks it up). With no work at all it simply awaits the input.
+        """
+        task = self._input
+        if task is None:
+            if not self.running and not self.finished:
+                return await receive()  # nothing else can happen meanwhile
+            task = self._input = asyncio.ensure_future(receive())
+            task.add_done_callback(self.wake)
+        if not task.done():
+            await self.wait()  # woken by ended work or by the input
+        if not task.done():
+            return NOT_YET
+        self._input = None
+        return task.result()
+
+    @property
+    def input_pending(self) -> bool:
+        """Whether :meth:`awaiting` left an input being awaited (take no other meanwhile)."""
+        return self._input is not None
+
+    def input_at_stop(self) -> Any:
+        """What the input awaited at :meth:`stop` brought (:data:`NOT_YET` if nothing)."""
+        task, self._input = self._input, None
+        if task is None or task.cancelled():
+            return NOT_YET
+        return task.result()
+
     async def stop(self, *extra: asyncio.Future[Any]) -> bool:
         """Cancel the running work (and ``extra`` tasks of the driver); see :func:`settle_tasks`.
 
@@ -318,6 +373,8 @@ class Work:
         runners = self._runners
         pending: list[asyncio.Future[Any]] = [r.task for r in runners if r.task is not None]
         pending.extend(extra)
+        if self._input is not None:
+            pending.append(self._input)
         self._runners = []
         self._spinning.clear()
         self._idle.clear()

@@ -12,6 +12,7 @@ error inside a running one.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
@@ -210,9 +211,8 @@ async def _adrive(
     work = Work()
     steps = stage_steps(interp, work.finished)
     output, scheduled = interp.output, interp.scheduled
-    input_task: asyncio.Task[Any] | None = None
     sync_src = cast("Iterator[Any]", src) if sync else None
-    async_src = cast("AsyncIterator[Any]", src)
+    receive = functools.partial(_anext_outcome, cast("AsyncIterator[Any]", src), upstream)
     inline_reads = 0
     got: Any = None
     try:
@@ -230,22 +230,10 @@ async def _adrive(
                     if inline_reads >= _YIELD_EVERY:
                         inline_reads = 0
                         await asyncio.sleep(0)
-                elif input_task is None and not work.running and not work.finished:
-                    got = await _anext_outcome(async_src, upstream)  # nothing else can happen
                 else:
-                    if input_task is None:
-                        input_task = asyncio.ensure_future(_anext_outcome(async_src, upstream))
-                        input_task.add_done_callback(work.wake)
-                    if not input_task.done():
-                        await work.wait()  # woken by finished work or by the input item
-                    if input_task.done():
-                        got, input_task = input_task.result(), None
-                    else:
-                        got = NOTHING
+                    got = await work.awaiting(receive)
             else:  # WAIT
-                if not work.running and not work.finished:
-                    raise RuntimeError(STALL)
-                await work.wait()
+                await work.wait_or_stall(upstream.name)
                 got = None
             op = steps.send(got)
             got = None
@@ -253,14 +241,13 @@ async def _adrive(
         if ended.value is not COMPLETE and ended.value is not GONE:
             raise ended.value from None
     finally:
-        again = await work.stop(*([input_task] if input_task is not None else []))
-        if input_task is not None and not input_task.cancelled():
-            got = input_task.result()
-            if got is not END and type(got) is not Failure:
-                # upstream handed it over while the segment was stopping: the first stage
-                # received it and held it, so it is lost there (upstream counted it emitted)
-                interp.stats[0].received += 1
-                interp.stats[0].lost += 1
+        again = await work.stop()
+        got = work.input_at_stop()
+        if got is not NOTHING and got is not END and type(got) is not Failure:
+            # upstream handed it over while the segment was stopping: the first stage
+            # received it and held it, so it is lost there (upstream counted it emitted)
+            interp.stats[0].received += 1
+            interp.stats[0].lost += 1
         steps.close()
         if not interp.finished:
             interp.cancel()

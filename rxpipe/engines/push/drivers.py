@@ -11,6 +11,7 @@ channel closed from the other side, or the task being cancelled.
 from __future__ import annotations
 
 import asyncio
+import functools
 from typing import Any, Final
 
 from rxpipe._core.steps import COMPLETE, END, GONE, NOTHING, RECEIVE, SEND, STALL, Failure
@@ -73,9 +74,9 @@ async def drive_async(part: Part) -> None:
     or a piece of work ending. Ready items and free room move without suspending.
     """
     steps, output, scheduled, work = part.steps, part.output, part.scheduled, part.work
-    inbox, outbox = part.inbox, part.outbox
-    send_nowait, receive_nowait = outbox.send_nowait, inbox.receive_nowait
-    receiving: asyncio.Task[Any] | None = None
+    outbox = part.outbox
+    send_nowait, receive_nowait = outbox.send_nowait, part.inbox.receive_nowait
+    receive = functools.partial(_receive, part)
     ready_in_a_row = 0
     got: Any = None
     try:
@@ -98,48 +99,38 @@ async def drive_async(part: Part) -> None:
                 del item
                 output.popleft()
             elif op == RECEIVE:
-                if receiving is None and (not work.running or ready_in_a_row < _READY_IN_A_ROW):
-                    ready_in_a_row = ready_in_a_row + 1 if work.running else 0
+                got = NOTHING
+                # a ready item is taken at once; beside running work, only so many in a row
+                if ready_in_a_row < _READY_IN_A_ROW and not work.input_pending:
                     try:
                         got = receive_nowait()
                     except WouldBlock:
-                        got = NOTHING
+                        pass
                     except Exception as exc:
                         got = _outcome(exc, part)
-                    if got is NOTHING and not work.running and not work.finished:
-                        got = await _receive(part)  # nothing else can happen meanwhile
-                else:
-                    got = NOTHING
                 if got is NOTHING:
                     ready_in_a_row = 0
-                    if receiving is None:
-                        receiving = asyncio.ensure_future(_receive(part))
-                        receiving.add_done_callback(work.wake)
-                    if not receiving.done():
-                        await work.wait()  # woken by finished work or by the item received
-                    if receiving.done():
-                        got, receiving = receiving.result(), None
+                    got = await work.awaiting(receive)
+                elif work.running:
+                    ready_in_a_row += 1
                 if got is _CLOSED:
                     return
             else:  # WAIT
-                if not work.running and not work.finished:
-                    raise annotate(RuntimeError(STALL), part.stats.name)
-                await work.wait()
+                await work.wait_or_stall(part.stats.name)
                 got = None
             op = steps.send(got)
             got = None
     except StopIteration as ended:
         _end(part, ended.value)
     finally:
-        await _stop_async(part, receiving)
+        await _stop_async(part)
 
 
-async def _stop_async(part: Part, receiving: asyncio.Task[Any] | None) -> None:
-    again = await part.work.stop(*([receiving] if receiving is not None else []))
-    if receiving is not None and not receiving.cancelled():
-        got = receiving.result()
-        if got is not _CLOSED and got is not END and type(got) is not Failure:
-            part.stats.lost += 1  # an item arrived while the stage was stopping
+async def _stop_async(part: Part) -> None:
+    again = await part.work.stop()
+    got = part.work.input_at_stop()
+    if got is not NOTHING and got is not _CLOSED and got is not END and type(got) is not Failure:
+        part.stats.lost += 1  # an item arrived while the stage was stopping
     part.steps.close()
     part.stop()
     if again:
