@@ -28,6 +28,7 @@ from typing import Any, Final, Protocol, final
 
 from rxpipe._core.notes import annotate
 from rxpipe._core.stats import Done, StageStats
+from rxpipe._core.telemetry import StageTiming
 
 __all__ = ("Interpreter", "Logic", "LogicFactory")
 
@@ -171,7 +172,6 @@ class Interpreter:
         "scheduled",
         "stats",
         "stopped",
-        "timed",
     )
 
     def __init__(self, logics: Sequence[LogicFactory], stats: Sequence[StageStats]) -> None:
@@ -181,10 +181,10 @@ class Interpreter:
         self._busy = False  # inside a logic callback: new events wait for the loop
         self.stats = stats
         self._ports = [Ports(self, i, st) for i, st in enumerate(stats)]
-        #: An observed run: every callback is timed (see :mod:`rxpipe._core.telemetry`).
-        self.timed = any(st.timing is not None for st in stats)
         for make, ports in zip(logics, self._ports, strict=True):
             ports.logic = make(ports)
+            if ports.stats.timing is not None:  # an observed run: every callback is timed
+                ports.logic = _Timed(ports.logic, ports.stats.timing)
         #: The last stage's ports: the kernel's step machine reads their state directly.
         self.last_ports = self._ports[-1]
         #: Called once when the first stage cancels its upstream: a channel driver closes the
@@ -235,7 +235,6 @@ class Interpreter:
         # Idle: call the logic directly (the events it causes queue up as usual), which
         # spares the queue a round trip on the path every item takes.
         self._busy = True
-        started = perf_counter() if self.timed else 0.0
         try:
             last.logic.on_pull()
         except Exception as exc:
@@ -243,8 +242,6 @@ class Interpreter:
             last.fail(annotate(exc, last.stats.name))
         finally:
             self._busy = False
-            if started:
-                _busy(last.stats, perf_counter() - started)
         if self._events:
             self._run()
 
@@ -260,7 +257,6 @@ class Interpreter:
             self._events.append((_ON_PUSH, 0, None))
             return
         self._busy = True
-        started = perf_counter() if self.timed else 0.0
         try:
             first.logic.on_push()
         except Exception as exc:
@@ -268,8 +264,6 @@ class Interpreter:
             first.fail(annotate(exc, first.stats.name))
         finally:
             self._busy = False
-            if started:
-                _item(first.stats, perf_counter() - started)
         if self._events:
             self._run()
 
@@ -376,33 +370,15 @@ class Interpreter:
             return  # the loop below, further up the stack, will get to the new events
         self._busy = True
         try:
-            if self.timed:
-                self._loop_timed()
-            else:
-                self._loop()
+            self._loop()
         finally:
             self._busy = False
 
-    def _loop_timed(self) -> None:
-        """:meth:`_loop` with each callback timed: an item's ``on_push`` as one item's
-        duration, every other callback as busy time of its stage."""
-        events = self._events
-        while events:
-            kind, index, _ = events[0]
-            stats = self._ports[index].stats
-            started = perf_counter()
-            self._loop(1)
-            if kind == _ON_PUSH:
-                _item(stats, perf_counter() - started)
-            else:
-                _busy(stats, perf_counter() - started)
-
-    def _loop(self, limit: int = -1) -> None:
-        """Deliver queued events to their stages (``limit`` of them, or until none is left)."""
+    def _loop(self) -> None:
+        """Deliver queued events to their stages until none is left."""
         events = self._events
         ports = self._ports
-        while events and limit:
-            limit -= 1
+        while events:
             kind, index, arg = events.popleft()
             p = ports[index]
             logic = p.logic
@@ -444,11 +420,49 @@ def _count_error(stats: StageStats, exc: Exception) -> None:
         stats.timing.error(exc)
 
 
-def _item(stats: StageStats, seconds: float) -> None:
-    if stats.timing is not None:
-        stats.timing.item(seconds)
+@final
+class _Timed:
+    """A stage's logic behind a stopwatch, in observed runs only (see
+    :mod:`rxpipe._core.telemetry`): an ``on_push`` is one item's duration, every other
+    callback busy time of the stage. Unobserved runs never see it, so they pay nothing."""
 
+    __slots__ = ("_logic", "_timing")
 
-def _busy(stats: StageStats, seconds: float) -> None:
-    if stats.timing is not None:
-        stats.timing.busy += seconds
+    def __init__(self, logic: Logic, timing: StageTiming) -> None:
+        self._logic = logic
+        self._timing = timing
+
+    def on_push(self) -> None:
+        started = perf_counter()
+        try:
+            self._logic.on_push()
+        finally:
+            self._timing.item(perf_counter() - started)
+
+    def _busy(self, callback: Callable[[], None]) -> None:
+        started = perf_counter()
+        try:
+            callback()
+        finally:
+            self._timing.busy += perf_counter() - started
+
+    def pre_start(self) -> None:
+        self._busy(self._logic.pre_start)
+
+    def on_pull(self) -> None:
+        self._busy(self._logic.on_pull)
+
+    def on_upstream_finish(self) -> None:
+        self._busy(self._logic.on_upstream_finish)
+
+    def on_upstream_failure(self, error: BaseException) -> None:
+        self._busy(lambda: self._logic.on_upstream_failure(error))
+
+    def on_downstream_finish(self) -> None:
+        self._busy(self._logic.on_downstream_finish)
+
+    def post_stop(self) -> None:
+        self._logic.post_stop()
+
+    def held_items(self) -> int:
+        return self._logic.held_items()
