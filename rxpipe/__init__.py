@@ -11,6 +11,7 @@ from rxpipe.engines.push.engine import PushEngine
 from rxpipe.errors import MissingBackpressureError, PipelineCancelledError, RxpipeError
 from rxpipe.flow import Flow
 from rxpipe.fragment import Fragment, stage
+from rxpipe.pipeline import Pipeline
 from rxpipe.spec import MAX_DEMAND, Processor, Publisher, Subscriber, Subscription
 from rxpipe.stages import LinearLogic, LinearStage, Stage, StageLogic
 from rxpipe.stages.buffering import Overflow
@@ -30,6 +31,7 @@ __all__ = (
     "Metrics",
     "MissingBackpressureError",
     "Overflow",
+    "Pipeline",
     "PipelineCancelledError",
     "Processor",
     "Publisher",

@@ -22,11 +22,13 @@ from collections.abc import (
 from concurrent.futures import Executor
 from typing import TYPE_CHECKING, Any, Final, Generic, Literal, TypeVar, final, overload
 
+from rxpipe import pipeline as _pipeline
 from rxpipe._core.telemetry import Metrics, Observed
 from rxpipe.engines.base import Engine, Plan, closing, ensure_no_running_loop
 from rxpipe.engines.pull.engine import PullEngine
 from rxpipe.engines.pull.publisher import FlowPublisher
 from rxpipe.engines.push.engine import PushEngine
+from rxpipe.pipeline import AsyncIteration, Iteration, Pipeline
 from rxpipe.stages._base import Stage
 from rxpipe.stages.async_map import MapAsync
 from rxpipe.stages.buffering import Buffer, Overflow
@@ -988,6 +990,61 @@ class Flow(Generic[T_co]):
         async for _ in run:
             pass
         return run.report()
+
+    # -- running in the background, and iteration a user can stop ------------------------------
+    def start(
+        self,
+        *,
+        engine: EngineArg = "pull",
+        on_item: Callable[[T_co], object] | None = None,
+    ) -> Pipeline[T_co]:
+        """Run the flow in the background; returns its :class:`~rxpipe.Pipeline` handle.
+
+        The run is consumed on an event loop of its own, in a thread of its own, which calls
+        ``on_item`` with each delivered item (default: discard; an awaitable it returns is
+        awaited). Stop it with ``drain()``, ``cancel()`` or ``shutdown(deadline)``, or wait
+        for its end with ``join()`` (see the "Stopping a pipeline" guide).
+
+        Raises:
+            TypeError: ``on_item`` is not callable.
+        """
+        return _pipeline.start(resolve_engine(engine), self.plan, on_item)
+
+    async def start_async(
+        self,
+        *,
+        engine: EngineArg = "pull",
+        on_item: Callable[[T_co], object] | None = None,
+    ) -> Pipeline[T_co]:
+        """Async twin of :meth:`start`: the run is consumed by a task on the running loop.
+
+        ``async with await flow.start_async(...) as pipeline:`` drains it when the block ends
+        and cancels it when the block raises.
+        """
+        return await _pipeline.start_async(resolve_engine(engine), self.plan, on_item)
+
+    def iter(self, *, engine: EngineArg = "pull") -> Iteration[T_co]:
+        """Iterate on any engine: ``with flow.iter(engine="push") as items: for x in items``.
+
+        Leaving the block stops the run (every task and thread joined, what was in flight
+        counted lost), and so does ``items.close()`` from another thread (the loop then
+        simply ends); ``items.report()`` is the run's Report. Inside a running event loop a
+        run that needs a loop of its own refuses: use :meth:`aiter` there.
+        """
+        resolved = resolve_engine(engine)
+        run = resolved.open(self.plan)
+        if resolved.refuses_running_loop(self.plan):
+            ensure_no_running_loop("`flow.iter()`", "`async with flow.aiter() as items`")
+        return Iteration(run)
+
+    def aiter(self, *, engine: EngineArg = "pull") -> AsyncIteration[T_co]:
+        """Async twin of :meth:`iter`:
+        ``async with flow.aiter(engine="push") as items: async for x in items``.
+
+        ``await items.aclose()`` from another task stops the run; the ``async for`` then
+        simply ends.
+        """
+        return AsyncIteration(self._open(engine))
 
     def to_publisher(self, *, engine: EngineArg = "pull") -> Publisher[T_co]:
         """A cold, spec-compliant Publisher: each ``subscribe`` runs the flow anew."""

@@ -6,10 +6,11 @@ import asyncio
 import contextlib
 import dataclasses
 import functools
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from types import MappingProxyType
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, final
 
 from rxpipe._core.loops import ASYNC_TWIN_HINT, ensure_no_running_loop
 from rxpipe._core.work import settle_tasks
@@ -22,6 +23,7 @@ __all__ = (
     "Plan",
     "Run",
     "RunContext",
+    "StopRequest",
     "closing",
     "ensure_no_running_loop",
     "settle_tasks",
@@ -51,6 +53,99 @@ class Run(ABC, Generic[T]):
         """
         if n > 0:
             self._given_back += n
+
+    # -- stopping a run that is being iterated elsewhere (written once, for every engine) ----
+    _stop: StopRequest | None = None
+
+    def _stop_request(self) -> StopRequest:
+        stop = self._stop
+        if stop is None:
+            stop = self._stop = StopRequest()
+        return stop
+
+    def _guarded(self, inner: Iterator[T]) -> Iterator[T]:
+        """The engine's sync iterator as the consumer sees it: another thread's :meth:`close`
+        stops it (see :meth:`_close_elsewhere`), and leaving the loop closes the run at once
+        (the run keeps no reference to this generator, so dropping it finalizes it)."""
+        stop = self._stop_request()
+        stop.consumer = threading.get_ident()
+        try:
+            while not stop.requested:
+                try:
+                    item = next(inner)
+                except StopIteration:
+                    return
+                yield item
+                del item
+        finally:
+            try:
+                close = getattr(inner, "close", None)
+                if close is not None:
+                    close()
+                self.close()
+            finally:
+                stop.ended.set()
+
+    async def _aguarded(self, inner: AsyncIterator[T]) -> AsyncIterator[T]:
+        """The engine's async iterator as the consumer sees it: ``aclose()`` from another
+        task ends the consumer's ``async for`` quietly, after the run stopped."""
+        stop = self._stop_request()
+        stop.consumer_task = task = asyncio.current_task()
+        try:
+            while not stop.requested:
+                stop.stepping = True
+                try:
+                    item = await anext(inner)
+                except StopAsyncIteration:
+                    return
+                except asyncio.CancelledError:
+                    # the stop of another task's aclose(), and nobody else's: end quietly
+                    if stop.requested and task is not None and task.uncancel() == 0:
+                        return
+                    raise
+                finally:
+                    stop.stepping = False
+                yield item
+                del item
+        finally:
+            try:
+                aclose = getattr(inner, "aclose", None)
+                if aclose is not None:
+                    await aclose()
+                await self.aclose()
+            finally:
+                stop.ended.set()
+
+    def _close_elsewhere(self) -> bool:
+        """Called by ``close()``: when another thread is iterating this run right now, ask it
+        to stop, wait until the run ended, and return True (the caller then has nothing left
+        to do). The consumer's loop ends at its next step: one blocked inside a step is woken
+        where the engine can wake it (a private event loop's wait is cancelled); a sync stage
+        or source call in progress finishes first, and so does the consumer's loop body."""
+        stop = self._stop
+        if stop is None or stop.ended.is_set():
+            return False
+        if stop.consumer is None or stop.consumer == threading.get_ident():
+            return False
+        stop.request()
+        stop.ended.wait()
+        return True
+
+    async def _aclose_elsewhere(self) -> bool:
+        """Called by ``aclose()``: when another task of this loop is iterating this run, stop
+        it (its ``async for`` simply ends), wait until the run ended, and return True."""
+        stop = self._stop
+        if stop is None or stop.ended.is_set():
+            return False
+        task = stop.consumer_task
+        if task is None or task is asyncio.current_task() or task.done():
+            return False
+        stop.requested = True  # in its loop body, its next step sees this and ends
+        if stop.stepping:  # awaiting inside the run: interrupt the wait
+            task.cancel()
+        while not stop.ended.is_set() and not task.done():
+            await asyncio.sleep(0.001)
+        return True
 
     @abstractmethod
     def __iter__(self) -> Iterator[T]:
@@ -146,6 +241,59 @@ class Engine(ABC):
         return plan.is_async
 
 
+@final
+class StopRequest:
+    """A request to stop a run that another thread (or task) is iterating: thread-safe.
+
+    The consumer checks :attr:`requested` before each step; a private event loop that the
+    step runs registers its pending task here, so :meth:`request` can cancel the wait.
+    """
+
+    __slots__ = (
+        "_loop",
+        "_task",
+        "_wake",
+        "consumer",
+        "consumer_task",
+        "ended",
+        "requested",
+        "stepping",
+    )
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.stepping = False
+        self.consumer: int | None = None
+        self.consumer_task: asyncio.Task[Any] | None = None
+        self.ended = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Future[Any] | None = None
+        self._wake: Callable[[], object] | None = None
+
+    def on_request(self, wake: Callable[[], object]) -> None:
+        """Call ``wake`` (from the requesting thread) when a stop is requested: it must wake a
+        consumer blocked in a step, thread-safely."""
+        self._wake = wake
+
+    def request(self) -> None:
+        """Ask for the stop (idempotent, any thread); cancel a private loop's wait."""
+        self.requested = True
+        if self._wake is not None:
+            self._wake()
+        loop, task = self._loop, self._task
+        if loop is not None and task is not None:
+            try:
+                loop.call_soon_threadsafe(task.cancel)
+            except RuntimeError:  # that loop is closed: nothing waits any more
+                pass
+
+    def waiting(self, loop: asyncio.AbstractEventLoop, task: asyncio.Future[Any] | None) -> None:
+        """A private loop runs ``task`` now (``None``: nothing); cancelled if a stop comes."""
+        self._loop, self._task = loop, task
+        if task is not None and self.requested:
+            task.cancel()
+
+
 @contextlib.asynccontextmanager
 async def closing(items: AsyncIterator[T]) -> AsyncIterator[AsyncIterator[T]]:
     """``async with closing(aiter(run)) as items``: the iterator is closed when the block ends.
@@ -182,20 +330,37 @@ def run_on_private_loop(main: Coroutine[Any, Any, T], what: str, twin: str = ASY
             loop.close()
 
 
-def iterate_on_private_loop(items: AsyncIterator[T]) -> Iterator[T]:
+def iterate_on_private_loop(items: AsyncIterator[T], stop: StopRequest | None = None) -> Iterator[T]:
     """Iterate an async iterator from sync code, on an event loop of its own.
 
     The loop lives and dies with the generator, in the thread that iterates it, so nothing
     outlives the run. Inside a running loop it refuses (see :func:`ensure_no_running_loop`).
+    ``stop``: another thread may end the iteration through it, even while it waits.
     """
     ensure_no_running_loop("iterating a flow with an async part")
     loop = asyncio.new_event_loop()
     try:
         while True:
-            try:
-                item = loop.run_until_complete(anext(items))
-            except StopAsyncIteration:
-                return
+            if stop is None:
+                try:
+                    item = loop.run_until_complete(anext(items))
+                except StopAsyncIteration:
+                    return
+            else:
+                if stop.requested:
+                    return
+                step = loop.create_task(_anext(items))
+                stop.waiting(loop, step)
+                try:
+                    item = loop.run_until_complete(step)
+                except StopAsyncIteration:
+                    return
+                except asyncio.CancelledError:
+                    if stop.requested:
+                        return
+                    raise
+                finally:
+                    stop.waiting(loop, None)
             yield item
     finally:
         try:
@@ -205,3 +370,7 @@ def iterate_on_private_loop(items: AsyncIterator[T]) -> Iterator[T]:
             loop.run_until_complete(loop.shutdown_asyncgens())
         finally:
             loop.close()
+
+
+async def _anext(items: AsyncIterator[T]) -> T:
+    return await anext(items)

@@ -139,6 +139,16 @@ class QueueState(Generic[T]):
         if wake is not None:
             wake()
 
+    def fail(self, exc: BaseException) -> None:
+        with self._lock:
+            if self._ended:
+                return
+            self._failure = exc
+            self._end_locked()
+            wake = self._waker
+        if wake is not None:
+            wake()
+
     def _end_locked(self) -> None:
         self._ended = True
         self._cond.notify_all()
@@ -277,6 +287,18 @@ class QueueHandle(Generic[T]):
         """End the stream: the flow emits what is buffered, then completes (idempotent)."""
         self._state.close()
 
+    def fail(self, exc: BaseException) -> None:
+        """End the stream with an error: the flow emits what is buffered, then fails with
+        ``exc`` (an upstream that failed, such as an observable's ``on_error``). Ignored when
+        the queue has already ended (closed, failed, or its run stopped).
+
+        Raises:
+            TypeError: ``exc`` is not an exception instance.
+        """
+        if not isinstance(exc, BaseException):
+            raise TypeError(f"fail(exc) needs an exception instance, got {exc!r}")
+        self._state.fail(exc)
+
     @property
     def maxsize(self) -> int:
         """The most items the buffer holds."""
@@ -311,6 +333,8 @@ class QueueSource(Source[T]):
     operator: ClassVar[str] = "queue"
     # a sync run blocks on a condition; inside an event loop, await without blocking it
     prefers_async: ClassVar[bool] = True
+    # a drain closes the queue: the flow emits what was accepted, then completes
+    ends_when_stopped: ClassVar[bool] = True
 
     def open(self, ctx: RunContext) -> Iterator[T]:
         return self.state.iterate()
@@ -320,3 +344,7 @@ class QueueSource(Source[T]):
 
     def settle(self, stats: StageStats) -> None:
         self.state.settle(stats)
+
+    def stop_producing(self) -> bool:
+        self.state.close()
+        return True

@@ -49,6 +49,10 @@ class Source(ABC, Generic[T]):
     #: engines use it instead of ``open`` wherever an event loop runs the source (an async
     #: run; the push engine's threads runtime, which can then cancel a waiting source).
     prefers_async: ClassVar[bool] = False
+    #: True when :meth:`stop_producing` makes the source end by itself, after the items it
+    #: already accepted (``Flow.queue`` closes); a drain wraps every other source in a gate
+    #: (:func:`rxpipe.stages.draining.gated`).
+    ends_when_stopped: ClassVar[bool] = False
 
     def open(self, ctx: RunContext) -> Iterator[T]:
         """A fresh iterator over the items, for one run."""
@@ -63,6 +67,11 @@ class Source(ABC, Generic[T]):
 
         Engines call it once per run, after the source's iterator was closed.
         """
+
+    def stop_producing(self) -> bool:
+        """A drain asks the source to stop producing (from any thread): True when it then
+        ends by itself (see :attr:`ends_when_stopped`). By default it cannot, and says so."""
+        return False
 
 
 #: Top-level packages of RxPY: ``reactivex`` (4.x) and ``rx`` (3.x).

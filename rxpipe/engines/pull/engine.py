@@ -433,8 +433,11 @@ class PullRun(Run[Any]):
 
     # -- Run interface ---------------------------------------------------------------------
     def __iter__(self) -> Iterator[Any]:
+        return self._guarded(self._iterate())
+
+    def _iterate(self) -> Iterator[Any]:
         if self._plan.is_async:
-            self._gen = iterate_on_private_loop(self._achain())
+            self._gen = iterate_on_private_loop(self._achain(), self._stop_request())
             return self._iter_sync(self._gen)
         segs, sized = self._segments, self._sized()
         if len(segs) == 1 and isinstance(segs[0], FusedRun) and sized is not None:
@@ -460,7 +463,10 @@ class PullRun(Run[Any]):
         finally:
             self.close()
 
-    async def __aiter__(self) -> AsyncIterator[Any]:
+    def __aiter__(self) -> AsyncIterator[Any]:
+        return self._aguarded(self._aiterate())
+
+    async def _aiterate(self) -> AsyncIterator[Any]:
         agen = self._agen = self._achain()
         try:
             async for item in agen:
@@ -501,7 +507,7 @@ class PullRun(Run[Any]):
         run_on_private_loop(drain(), "iterating a flow with an async part")
 
     def close(self) -> None:
-        if self._report is not None:
+        if self._report is not None or self._close_elsewhere():
             return
         try:
             close = getattr(self._gen, "close", None)
@@ -511,7 +517,7 @@ class PullRun(Run[Any]):
             self._finish()
 
     async def aclose(self) -> None:
-        if self._report is not None:
+        if self._report is not None or await self._aclose_elsewhere():
             return
         try:
             if self._agen is not None:

@@ -7,6 +7,7 @@ from collections.abc import AsyncGenerator, Callable, Coroutine, Iterator
 from typing import TYPE_CHECKING, Any, cast, final
 
 from rxpipe.engines.base import (
+    StopRequest,
     closing,
     iterate_on_private_loop,
     run_on_private_loop,
@@ -77,8 +78,8 @@ class AsyncioRuntime:
         """The next item of the last channel (raises ``EndOfChannel`` at the end)."""
         return await self._run.channels[-1].receive()
 
-    def iterate(self) -> Iterator[Any]:
-        return iterate_on_private_loop(self.aiterate())
+    def iterate(self, stop: StopRequest) -> Iterator[Any]:
+        return iterate_on_private_loop(self.aiterate(), stop)
 
     def aiterate(self) -> AsyncGenerator[Any, None]:
         return self._run.items_async(self)

@@ -19,8 +19,13 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, M
 from typing import Any, Final, Literal, final
 
 from rxpipe._core.stats import StageStats
-from rxpipe.engines.base import Engine, Plan, Run
-from rxpipe.engines.push._channel_common import EndOfChannel, WouldBlock, check_buffer
+from rxpipe.engines.base import Engine, Plan, Run, StopRequest
+from rxpipe.engines.push._channel_common import (
+    ClosedChannelError,
+    EndOfChannel,
+    WouldBlock,
+    check_buffer,
+)
 from rxpipe.engines.push.asyncio_runtime import AsyncioRuntime
 from rxpipe.engines.push.runtime import Runtime
 from rxpipe.engines.push.threads_runtime import ThreadsRuntime
@@ -219,6 +224,10 @@ class PushRun(Run[Any]):
                         item = await runtime.receive()
                 except EndOfChannel:
                     return
+                except ClosedChannelError:
+                    if self._closed:  # stopped from elsewhere: the loop simply ends
+                        return
+                    raise
                 self.delivered += 1
                 yield item
                 del item
@@ -243,12 +252,14 @@ class PushRun(Run[Any]):
 
     # -- Run interface -------------------------------------------------------------------------
     def __iter__(self) -> Iterator[Any]:
-        self._sync_iter = it = self._runtime.iterate()
-        return it
+        # the run keeps the runtime's iterator, never the guard the consumer holds: leaving
+        # the loop drops the guard at once, and its cleanup stops the run
+        self._sync_iter = it = self._runtime.iterate(self._stop_request())
+        return self._guarded(it)
 
     def __aiter__(self) -> AsyncIterator[Any]:
         self._agen = agen = self._runtime.aiterate()  # aclose() closes it (its cleanup stops)
-        return agen
+        return self._aguarded(agen)
 
     async def collect_async(self) -> list[Any]:
         return await self._runtime.collect_async()
@@ -260,6 +271,8 @@ class PushRun(Run[Any]):
         self._runtime.consume(fn)
 
     def close(self) -> None:
+        if self._close_elsewhere():
+            return
         it, self._sync_iter = self._sync_iter, None
         close = getattr(it, "close", None)
         if close is not None:
@@ -268,6 +281,8 @@ class PushRun(Run[Any]):
         self.finish()
 
     async def aclose(self) -> None:
+        if await self._aclose_elsewhere():
+            return
         agen, self._agen = self._agen, None
         if agen is not None:
             try:

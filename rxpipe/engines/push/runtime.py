@@ -10,6 +10,7 @@ from collections.abc import AsyncGenerator, Callable, Iterator
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
+    from rxpipe.engines.base import StopRequest
     from rxpipe.engines.push.engine import PushEngine
 
 __all__ = ("Runtime",)
@@ -35,8 +36,9 @@ class Runtime(Protocol):
         """Stop every runner from the consumer's event loop and wait for all of them."""
         ...
 
-    def iterate(self) -> Iterator[Any]:
-        """Start the runners and yield the items of the last channel (sync code)."""
+    def iterate(self, stop: StopRequest) -> Iterator[Any]:
+        """Start the runners and yield the items of the last channel (sync code); ``stop``
+        lets another thread end the iteration while it waits."""
         ...
 
     def aiterate(self) -> AsyncGenerator[Any, None]:

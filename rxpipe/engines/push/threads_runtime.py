@@ -9,12 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterator
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Callable,
+    Coroutine,
+    Generator,
+    Iterator,
+)
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, final
 
-from rxpipe.engines.base import Run
-from rxpipe.engines.push._channel_common import EndOfChannel, WouldBlock
+from rxpipe.engines.base import Run, StopRequest
+from rxpipe.engines.push._channel_common import ClosedChannelError, EndOfChannel, WouldBlock
 from rxpipe.engines.push.drivers import drive_async, drive_blocking, fail_stage
 from rxpipe.engines.push.parts import IteratorInbox, Part, stage_part
 from rxpipe.engines.push.thread_channel import ThreadChannel
@@ -30,14 +37,24 @@ __all__ = ("ThreadsRuntime",)
 class ThreadsRuntime:
     """A push run on threads; consumed from sync code, or from async code through a helper."""
 
-    __slots__ = ("_errors", "_pool", "_run", "_source_loop", "_threads")
+    __slots__ = (
+        "_errors",
+        "_interrupted",
+        "_pool",
+        "_run",
+        "_source_loop",
+        "_stage_loops",
+        "_threads",
+    )
 
     def __init__(self, run: PushRun) -> None:
         self._run = run
         self._threads: list[threading.Thread] = []
         self._errors: list[BaseException] = []
         self._source_loop: _LoopSource | None = None
+        self._stage_loops: list[_StageLoop] = []
         self._pool: ThreadPoolExecutor | None = None
+        self._interrupted = False
 
     # -- starting --------------------------------------------------------------------------------
     def start(self) -> None:
@@ -57,7 +74,12 @@ class ThreadsRuntime:
         ]
         for i, node in enumerate(plan.nodes):
             part = stage_part(node, stats[i + 1], channels[i], channels[i + 1])
-            targets.append((_async_stage if node.stage.is_async else drive_blocking, (part,)))
+            if node.stage.is_async:
+                stage_loop = _StageLoop()
+                self._stage_loops.append(stage_loop)
+                targets.append((_async_stage, (part, stage_loop)))
+            else:
+                targets.append((drive_blocking, (part,)))
         names = plan.names()
         inboxes = [None, *channels[:-1]]
         self._threads = [
@@ -83,12 +105,17 @@ class ThreadsRuntime:
                     item = last.receive()
                 except EndOfChannel:
                     return
+                except ClosedChannelError:
+                    if self._interrupted:  # stopped from another thread: the loop simply ends
+                        return
+                    raise
                 run.delivered += 1
                 yield item
         finally:
             self._stop()
 
-    def iterate(self) -> Iterator[Any]:
+    def iterate(self, stop: StopRequest) -> Iterator[Any]:
+        stop.on_request(self._interrupt)  # wakes a consumer blocked on the last channel
         return self._items()
 
     async def receive(self) -> Any:
@@ -129,11 +156,19 @@ class ThreadsRuntime:
         Run.consume(self._run, fn)
 
     # -- stopping --------------------------------------------------------------------------------
+    def _interrupt(self) -> None:
+        """Another thread stops the run that this thread's consumer is waiting on."""
+        self._interrupted = True
+        self._signal_stop()
+
     def _signal_stop(self) -> None:
         """Every runner ends soon: channels closed, a source waiting for items interrupted."""
         self._run.close_channels()
         if self._source_loop is not None:
             self._source_loop.interrupt()  # a source waiting for items would never notice
+        for stage_loop in self._stage_loops:
+            # a stage whose every call slot is busy waits for its work, not on a channel
+            stage_loop.interrupt()
 
     def _stop(self) -> None:
         first = self._run.begin_stop()
@@ -176,14 +211,14 @@ def _source(items: Iterator[Any], stats: StageStats, outbox: Any) -> None:
         inbox.close()
 
 
-def _async_stage(part: Part) -> None:
+def _async_stage(part: Part, stage_loop: _StageLoop) -> None:
     """A stage that schedules async work: its own event loop, in its thread."""
     inbox, outbox = part.inbox, part.outbox
     with ThreadPoolExecutor(2, thread_name_prefix=f"rxpipe-{part.stats.name}-io") as pool:
         part.inbox = _ThreadChannelForLoop(inbox, pool, part.stats)
         part.outbox = _ThreadChannelForLoop(outbox, pool, part.stats)
         try:
-            asyncio.run(drive_async(part))
+            stage_loop.run(drive_async(part))
         except BaseException as exc:
             # before the pool's exit waits for its threads: one may be blocked on a channel
             fail_stage(exc, inbox, outbox)
@@ -205,6 +240,52 @@ def _guarded(
             fail_stage(exc, inbox, outbox)
         except BaseException as late:
             errors.append(late)
+
+
+@final
+class _StageLoop:
+    """An async stage's event loop, in its thread, which the run's stop can cancel from
+    another thread (its work is cancelled and counted lost; the stage then ends quietly)."""
+
+    __slots__ = ("_lock", "_loop", "_stopped", "_task")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[Any] | None = None
+        self._stopped = False
+
+    def run(self, main: Coroutine[Any, Any, None]) -> None:
+        try:
+            asyncio.run(self._main(main))
+        except asyncio.CancelledError:
+            if not self._stopped:
+                raise
+
+    async def _main(self, main: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.current_task()
+        with self._lock:
+            self._loop, self._task = asyncio.get_running_loop(), task
+            stopped = self._stopped
+        if stopped:
+            main.close()
+            return
+        try:
+            await main
+        finally:
+            with self._lock:
+                self._loop = self._task = None
+
+    def interrupt(self) -> None:
+        """Cancel the stage's loop from any thread (idempotent)."""
+        with self._lock:
+            self._stopped = True
+            loop, task = self._loop, self._task
+        if loop is not None and task is not None:
+            try:
+                loop.call_soon_threadsafe(task.cancel)
+            except RuntimeError:  # its loop closed meanwhile: the stage has ended
+                pass
 
 
 @final
