@@ -240,6 +240,9 @@ class Interpreter:
         except Exception as exc:
             _count_error(last.stats, exc)
             last.fail(annotate(exc, last.stats.name))
+        except BaseException:  # KeyboardInterrupt...: counted, and it ends the run
+            last.stats.errored += 1
+            raise
         finally:
             self._busy = False
         if self._events:
@@ -262,6 +265,9 @@ class Interpreter:
         except Exception as exc:
             _count_error(first.stats, exc)
             first.fail(annotate(exc, first.stats.name))
+        except BaseException:  # KeyboardInterrupt...: counted, and it ends the run
+            first.stats.errored += 1
+            raise
         finally:
             self._busy = False
         if self._events:
@@ -411,6 +417,9 @@ class Interpreter:
                 p = ports[index]
                 _count_error(p.stats, exc)
                 p.fail(annotate(exc, p.stats.name))
+            except BaseException:  # KeyboardInterrupt...: counted, and it ends the run
+                ports[index].stats.errored += 1
+                raise
 
 
 def _count_error(stats: StageStats, exc: Exception) -> None:

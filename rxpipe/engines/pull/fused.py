@@ -110,7 +110,8 @@ def _compile(kinds: tuple[str, ...], mode: str) -> Callable[..., Any]:
     def guarded(stmt: str, i: int) -> None:
         emit(f"{ind()}try:")
         emit(f"{ind()}    {stmt}")
-        emit(f"{ind()}except Exception as e:")
+        # BaseException: a KeyboardInterrupt in a stage is counted too, and ends the run
+        emit(f"{ind()}except BaseException as e:")
         emit(f"{ind()}    fail(e, {i})")
         emit(f"{ind()}    raise")
 
@@ -151,7 +152,7 @@ def _compile(kinds: tuple[str, ...], mode: str) -> Callable[..., Any]:
             emit(f"{ind()}    x = next(it{i})")
             emit(f"{ind()}except StopIteration:")
             emit(f"{ind()}    break")
-            emit(f"{ind()}except Exception as e:")
+            emit(f"{ind()}except BaseException as e:")
             emit(f"{ind()}    fail(e, {i})")
             emit(f"{ind()}    raise")
         else:  # pragma: no cover - FUSIBLE and this table are kept in step by tests
@@ -290,7 +291,9 @@ class FusedRun:
                 out += 1
                 yield item
             self._check_complete(src, out)
-        except Exception as exc:
+        except GeneratorExit:  # closed early by the consumer: no stage failed
+            raise
+        except BaseException as exc:  # KeyboardInterrupt in a stage too: counted
             errored = self._attribute(exc)
             self._fail(exc, errored)
             raise
@@ -303,7 +306,7 @@ class FusedRun:
         try:
             sink.extend(it)
             self._check_complete(src, len(sink))
-        except Exception as exc:
+        except BaseException as exc:  # KeyboardInterrupt in a stage too: counted
             errored = self._attribute(exc)
             self._fail(exc, errored)
             raise

@@ -150,6 +150,11 @@ async def run_simple_async(
                             outbox.fail(annotate(exc, stats.name))
                             batch = []
                             return
+                        except BaseException:  # KeyboardInterrupt...: counted, then it ends the run
+                            stats.errored += 1
+                            stats.lost += len(batch) - i - 1 + len(outs)
+                            batch = []
+                            raise
                         if keep:
                             if out:
                                 outs.append(item)
@@ -197,6 +202,10 @@ async def run_simple_async(
                 inbox.close_receiving()
                 outbox.fail(annotate(exc, stats.name))
                 return
+            except BaseException:  # KeyboardInterrupt...: counted, then it ends the run
+                holding = False
+                stats.errored += 1
+                raise
             if keep:
                 if not out:
                     filtered += 1
