@@ -21,10 +21,9 @@ class MissingBackpressureError(RxpipeError):
 class PipelineCancelledError(RxpipeError):
     """The pipeline was cancelled before it completed; ``report`` says what was lost.
 
-    Raised by ``Pipeline.join()`` of a pipeline that was cancelled (the ``Pipeline`` handle
-    that ``flow.start()`` will return). That handle is not built yet, so no call in rxpipe
-    raises this error today; it is exported so that code can already name it. A run
-    stopped by leaving a loop or by an error ends without it (the error itself is raised).
+    Raised by ``Pipeline.join()`` (and ``join_async()``) of a pipeline that was cancelled,
+    by ``cancel()`` or by ``shutdown(deadline)`` reaching its deadline. A run stopped by
+    leaving a loop or by an error ends without it (the error itself is raised).
     """
 
     def __init__(self, message: str, report: Report | None = None) -> None:

@@ -369,9 +369,12 @@ class Flow(Generic[T_co]):
         ``DROP_OLDEST`` it returns ``True`` and the oldest buffered item is dropped.
         ``Overflow.BACKPRESSURE`` is refused: a producer that cannot wait cannot be slowed
         down, and ``False`` from ``offer`` (``DROP_NEWEST``) is its backpressure signal.
-        ``handle.close()`` ends the flow after the buffered items. Every rejected or dropped
-        item, offers after the end included, is counted in ``handle.dropped`` and as
-        ``dropped`` of the ``"queue"`` stage in the Report of the run that ends next.
+        ``handle.close()`` ends the flow after the buffered items; ``handle.fail(exc)`` ends it
+        with ``exc`` after them. Every rejected or dropped item, offers after the end
+        included, is counted in ``handle.dropped`` and as ``dropped`` of the ``"queue"`` stage
+        in the Report of the run consuming the queue (an offer made after that run ended, in
+        the next one's). ``pipeline.drain()`` of a :meth:`start`-ed flow closes the queue
+        first, then lets what it accepted through.
 
         Offers made before the flow runs are buffered (up to ``maxsize``). The queue is one
         stream, consumed once: when a run ends (completed, failed, or stopped early, which

@@ -111,7 +111,7 @@ class _Core:
                         if result is not None and inspect.isawaitable(result):
                             await result
                         del item
-                        if self.cancel_requested:  # a run that never waits notices here
+                        if self.cancelling():  # a run that never waits notices here
                             break
                 finally:
                     self._iterating = False  # from here on, a cancel must not interrupt
@@ -131,6 +131,10 @@ class _Core:
         except BaseException as exc:  # KeyboardInterrupt in a stage too: the pipeline ends
             state, error = "failed", exc
         self._end(state, error)
+
+    def cancelling(self) -> bool:
+        """Whether a cancel was asked for (read anew each time: another thread sets it)."""
+        return self.cancel_requested
 
     def _end(self, state: PipelineState, error: BaseException | None) -> None:
         try:
@@ -192,7 +196,7 @@ class _Core:
                 "wait for itself (to stop from on_item, raise an exception)"
             )
 
-    async def wait_async(self, timeout: float | None) -> bool:
+    async def wait_async(self, timeout: float | None) -> bool:  # noqa: ASYNC109 (the API's)
         if self.done.is_set():
             return True
         loop = asyncio.get_running_loop()
@@ -417,7 +421,7 @@ class Pipeline(Generic[T]):
             self.cancel()
 
     # -- async -----------------------------------------------------------------------------------
-    async def drain_async(self, timeout: float | None = None) -> Report:
+    async def drain_async(self, timeout: float | None = None) -> Report:  # noqa: ASYNC109
         """Async twin of :meth:`drain`."""
         _check_seconds(timeout, "drain_async(timeout)", optional=True)
         core = self._core
@@ -452,7 +456,7 @@ class Pipeline(Generic[T]):
         await self._joined_async()
         return core.outcome(raise_cancelled=False)
 
-    async def join_async(self, timeout: float | None = None) -> Report:
+    async def join_async(self, timeout: float | None = None) -> Report:  # noqa: ASYNC109
         """Async twin of :meth:`join`."""
         _check_seconds(timeout, "join_async(timeout)", optional=True)
         core = self._core
@@ -468,7 +472,7 @@ class Pipeline(Generic[T]):
             await asyncio.wait((task,))  # it ended: this only lets the task return
         elif self._thread is not None:
             thread = self._thread
-            while thread.is_alive():  # closing its loop: a moment
+            while thread.is_alive():  # noqa: ASYNC110 (closing its loop: a moment)
                 await asyncio.sleep(0.001)
 
     async def __aenter__(self) -> Pipeline[T]:

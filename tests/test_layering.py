@@ -4,7 +4,8 @@ The layers, lowest first (a module's layer is that of the longest prefix naming 
 
     spec, errors  <  _core  <  stages  <  telemetry  <  engines.base, engines.lowerings
     <  engines.pull, engines.push
-    <  engines (its public face)  <  interop  <  pipeline  <  flow  <  fragment  <  testing  <  rxpipe (__init__)
+    <  engines (its public face)  <  interop  <  pipeline  <  flow  <  fragment  <  testing
+    <  rxpipe (__init__)
 
 Every ``import``/``from`` statement counts, wherever it is: at module level or inside a
 function (a lazy import is an edge all the same; it only hides from a plain import check).

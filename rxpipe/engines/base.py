@@ -100,7 +100,7 @@ class Run(ABC, Generic[T]):
                     return
                 except asyncio.CancelledError:
                     # the stop of another task's aclose(), and nobody else's: end quietly
-                    if stop.requested and task is not None and task.uncancel() == 0:
+                    if stop.is_requested() and task is not None and task.uncancel() == 0:
                         return
                     raise
                 finally:
@@ -143,7 +143,9 @@ class Run(ABC, Generic[T]):
         stop.requested = True  # in its loop body, its next step sees this and ends
         if stop.stepping:  # awaiting inside the run: interrupt the wait
             task.cancel()
-        while not stop.ended.is_set() and not task.done():
+        # the consumer ends its loop at its next step; ``ended`` is a thread event (a sync
+        # close may wait on it too), so it is polled here, briefly
+        while not stop.ended.is_set() and not task.done():  # noqa: ASYNC110
             await asyncio.sleep(0.001)
         return True
 
@@ -275,6 +277,10 @@ class StopRequest:
         consumer blocked in a step, thread-safely."""
         self._wake = wake
 
+    def is_requested(self) -> bool:
+        """Whether a stop was asked for (read anew each time: another thread sets it)."""
+        return self.requested
+
     def request(self) -> None:
         """Ask for the stop (idempotent, any thread); cancel a private loop's wait."""
         self.requested = True
@@ -330,7 +336,9 @@ def run_on_private_loop(main: Coroutine[Any, Any, T], what: str, twin: str = ASY
             loop.close()
 
 
-def iterate_on_private_loop(items: AsyncIterator[T], stop: StopRequest | None = None) -> Iterator[T]:
+def iterate_on_private_loop(
+    items: AsyncIterator[T], stop: StopRequest | None = None
+) -> Iterator[T]:
     """Iterate an async iterator from sync code, on an event loop of its own.
 
     The loop lives and dies with the generator, in the thread that iterates it, so nothing
@@ -356,7 +364,7 @@ def iterate_on_private_loop(items: AsyncIterator[T], stop: StopRequest | None = 
                 except StopAsyncIteration:
                     return
                 except asyncio.CancelledError:
-                    if stop.requested:
+                    if stop.is_requested():
                         return
                     raise
                 finally:

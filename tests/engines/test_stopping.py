@@ -44,9 +44,7 @@ def test_leaving_a_loop_over_a_run_stops_it_at_once(engine: Engine, kind: str) -
     run = engine.open(_flows()[kind].plan)
     gc.disable()  # no collection pass may do the work: leaving the loop must
     try:
-        n = 0
-        for _ in run:
-            n += 1
+        for n, _ in enumerate(run, 1):
             if n == 87:
                 break
         assert _rxpipe_threads() == []  # joined when the loop was left
@@ -101,7 +99,7 @@ def test_aclose_from_another_task_ends_the_async_for_quietly(engine: Engine, kin
             return "ended"
 
         consumer = asyncio.create_task(consume())
-        while len(seen) < 50:
+        while len(seen) < 50:  # noqa: ASYNC110 (a list filled by the consumer)
             await asyncio.sleep(0.001)
         await run.aclose()
         assert await asyncio.wait_for(consumer, 10) == "ended"

@@ -83,6 +83,10 @@ def test_pipeline_cancelled_error_says_who_raises_it() -> None:
     assert rxpipe.PipelineCancelledError is PipelineCancelledError
     doc = " ".join((PipelineCancelledError.__doc__ or "").split())
     assert "Pipeline.join()" in doc
-    assert "no call in rxpipe raises this error today" in doc
     error = PipelineCancelledError("cancelled")
     assert error.report is None
+    pipeline = rxpipe.Flow.from_iterable(iter(int, 1)).start()
+    report = pipeline.cancel()
+    with pytest.raises(PipelineCancelledError) as cancelled:
+        pipeline.join()
+    assert cancelled.value.report is report

@@ -19,7 +19,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, M
 from typing import Any, Final, Literal, final
 
 from rxpipe._core.stats import StageStats
-from rxpipe.engines.base import Engine, Plan, Run, StopRequest
+from rxpipe.engines.base import Engine, Plan, Run
 from rxpipe.engines.push._channel_common import (
     ClosedChannelError,
     EndOfChannel,
