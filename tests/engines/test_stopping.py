@@ -122,11 +122,15 @@ def test_iter_closes_on_leaving_the_block_and_gives_the_report(engine: Engine) -
 
 def test_iter_closed_from_another_thread(engine: Engine) -> None:
     items = Flow.from_iterable(itertools.count()).map_async(_slow).iter(engine=engine)
-    timer = threading.Timer(0.1, items.close)
-    timer.start()
+    first = threading.Event()
+    closer = threading.Thread(target=lambda: (first.wait(10), items.close()))
+    closer.start()
+    n = 0
     with items:
-        n = sum(1 for _ in items)
-    timer.join()
+        for _ in items:
+            n += 1
+            first.set()
+    closer.join()
     assert n >= 1
     assert items.report().delivered == n
     assert_accounted(items.report())

@@ -114,7 +114,11 @@ class Boundary:
                     if len(buf) >= n and policy is not Overflow.BACKPRESSURE:
                         # Full: a consumer that is not busy elsewhere takes an item in this
                         # turn; one that still has not, is (an awaiting map_async, say).
-                        await asyncio.sleep(0)
+                        try:
+                            await asyncio.sleep(0)
+                        except asyncio.CancelledError:
+                            stats.lost += 1  # stopped with this item in hand
+                            raise
                         if len(buf) >= n:
                             stats.dropped += 1
                             if policy is Overflow.FAIL:
