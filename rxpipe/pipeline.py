@@ -509,11 +509,12 @@ def _cancel_at_exit() -> None:
     rather than frozen mid-item when the interpreter stops its daemon threads."""
     with _lock:
         running = list(_IN_THREADS)
+    unwarned = [core for core in running if not core.cancel_requested]  # not warned already
     for core in running:
         core.request_cancel()
-    if running:
+    if unwarned:
         warnings.warn(
-            f"{len(running)} rxpipe Pipeline(s) still running at interpreter exit: cancelled",
+            f"{len(unwarned)} rxpipe Pipeline(s) still running at interpreter exit: cancelled",
             ResourceWarning,
             stacklevel=1,
         )

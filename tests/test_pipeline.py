@@ -6,8 +6,11 @@ from __future__ import annotations
 import asyncio
 import gc
 import itertools
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -410,3 +413,23 @@ def test_handle_fail_ends_the_flow_with_the_error_after_what_is_buffered(engine:
     assert got == list(range(5))
     with pytest.raises(TypeError):
         handle.fail("not an exception")  # type: ignore[arg-type]
+
+
+def test_the_interpreter_exits_with_a_pipeline_still_running() -> None:
+    """A script that forgets its endless pipeline still exits: it is cancelled, with a
+    warning, instead of being frozen mid-item or keeping the process alive."""
+    script = (
+        "import itertools, rxpipe\n"
+        "p = rxpipe.Flow.from_iterable(itertools.count()).map(lambda x: x).start()\n"
+        "print('bye')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-W", "always", "-c", script],
+        cwd=Path(__file__).resolve().parent.parent,  # this checkout's rxpipe
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    assert done.stdout.strip() == "bye"
+    assert "still running at interpreter exit: cancelled" in done.stderr
