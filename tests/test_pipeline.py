@@ -387,16 +387,31 @@ def test_drain_closes_the_queue_first_and_delivers_what_it_accepted(engine: Engi
 
 
 def test_offers_refused_while_draining_are_in_that_runs_report(engine: Engine) -> None:
+    flow, handle = Flow.queue(8, Overflow.DROP_NEWEST)
+    release = threading.Event()
+    p = flow.map(lambda x: (release.wait(10), x)[1]).start(engine=engine)
+    handle.offer(0)
+    handle.close()
+    assert handle.offer(1) is False  # refused while the run still works on item 0 ...
+    assert handle.offer(2) is False
+    release.set()
+    report = p.join(timeout=10)
+    assert report.stages["queue"].dropped == 2  # ... and counted in that run's Report
+    assert report.delivered == 1
+
+
+def test_offers_refused_after_a_fail_queue_ended_are_in_that_runs_report(engine: Engine) -> None:
     flow, handle = Flow.queue(8, Overflow.FAIL)
-    p = flow.start(engine=engine)
     for i in range(8):
         handle.offer(i)
     assert handle.offer(8) is False  # full: FAIL ends the queue
     assert handle.offer(9) is False  # after the end: refused
+    p = flow.start(engine=engine)
     with pytest.raises(rxpipe.MissingBackpressureError):
         p.join(timeout=10)
     report = p.cancel()
     assert report.stages["queue"].dropped == 2
+    assert report.delivered == 8
 
 
 def test_handle_fail_ends_the_flow_with_the_error_after_what_is_buffered(engine: Engine) -> None:
