@@ -230,18 +230,26 @@ def test_on_item_that_raises_fails_the_pipeline(engine: Engine) -> None:
         p.join(timeout=30)
 
 
-def test_keyboard_interrupt_in_a_stage_ends_the_pipeline_and_is_counted(engine: Engine) -> None:
+@pytest.mark.parametrize("where", ["map", "parallel"])
+def test_keyboard_interrupt_in_a_stage_ends_the_pipeline_and_is_counted(
+    engine: Engine, where: str
+) -> None:
     def interrupt(x: int) -> int:
         if x == 5:
             raise KeyboardInterrupt
         return x
 
-    p = _endless().map(interrupt).start(engine=engine)
+    flow = _endless()
+    if where == "map":
+        flow = flow.map(interrupt)
+    else:  # an interpreter inside the outer one's callback: counted once all the same
+        flow = flow.parallel(2, rxpipe.stage().map(interrupt), ordered=True)
+    p = flow.start(engine=engine)
     with pytest.raises(KeyboardInterrupt):
         p.join(timeout=30)
     assert p.state == "failed"
     report = p.cancel()
-    assert report.stages["map"].errored == 1  # the item it was processing is counted
+    assert report.stages[where].errored == 1  # the item it was processing is counted
     assert_accounted(report)
 
 

@@ -240,8 +240,8 @@ class Interpreter:
         except Exception as exc:
             _count_error(last.stats, exc)
             last.fail(annotate(exc, last.stats.name))
-        except BaseException:  # KeyboardInterrupt...: counted, and it ends the run
-            last.stats.errored += 1
+        except BaseException as exc:  # KeyboardInterrupt...: counted, and it ends the run
+            _count_interrupt(last.stats, exc)
             raise
         finally:
             self._busy = False
@@ -265,8 +265,8 @@ class Interpreter:
         except Exception as exc:
             _count_error(first.stats, exc)
             first.fail(annotate(exc, first.stats.name))
-        except BaseException:  # KeyboardInterrupt...: counted, and it ends the run
-            first.stats.errored += 1
+        except BaseException as exc:  # KeyboardInterrupt...: counted, and it ends the run
+            _count_interrupt(first.stats, exc)
             raise
         finally:
             self._busy = False
@@ -417,8 +417,8 @@ class Interpreter:
                 p = ports[index]
                 _count_error(p.stats, exc)
                 p.fail(annotate(exc, p.stats.name))
-            except BaseException:  # KeyboardInterrupt...: counted, and it ends the run
-                ports[index].stats.errored += 1
+            except BaseException as exc:  # KeyboardInterrupt...: counted, and it ends the run
+                _count_interrupt(ports[index].stats, exc)
                 raise
 
 
@@ -427,6 +427,19 @@ def _count_error(stats: StageStats, exc: Exception) -> None:
     stats.errored += 1
     if stats.timing is not None:
         stats.timing.error(exc)
+
+
+def _count_interrupt(stats: StageStats, exc: BaseException) -> None:
+    """A ``BaseException`` that is not an ``Exception`` escaped a stage's callback: it ends the
+    run, and the item is counted once, at the innermost stage it escaped (a ``parallel`` copy
+    or a fragment runs an interpreter inside the outer one's callback)."""
+    if getattr(exc, "_rxpipe_counted", False):
+        return
+    stats.errored += 1
+    try:
+        exc._rxpipe_counted = True  # type: ignore[attr-defined]
+    except AttributeError:  # an exception class with __slots__: counted at each level
+        pass
 
 
 @final
