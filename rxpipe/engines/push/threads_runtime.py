@@ -18,6 +18,7 @@ from collections.abc import (
     Iterator,
 )
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_futures
 from typing import TYPE_CHECKING, Any, final
 
 from rxpipe.engines.base import Run, StopRequest
@@ -395,8 +396,22 @@ class _ThreadChannelForLoop:
     async def send(self, item: Any) -> None:
         try:
             self._ch.send_nowait(item)
+            return
         except WouldBlock:
-            await asyncio.get_running_loop().run_in_executor(self._pool, self._ch.send, item)
+            pass
+        sending = self._pool.submit(self._ch.send, item)
+        try:
+            await asyncio.wrap_future(sending)
+        except asyncio.CancelledError:
+            # Only the run's stop cancels this loop (ThreadsRuntime._signal_stop, after it
+            # closed every channel): the send goes on in its thread and ends at once, failing
+            # or having delivered the item. Delivered, the item is counted downstream (by the
+            # channel, or as received), and the driver's stop would count it lost again, as
+            # still held in the stage's output: it is not.
+            wait_futures([sending])
+            if not sending.cancelled() and sending.exception() is None:
+                self._stats.lost -= 1
+            raise
 
     def __getattr__(self, name: str) -> Any:  # close, fail, close_receiving, *_nowait, ...
         return getattr(self._ch, name)
