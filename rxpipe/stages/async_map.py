@@ -45,6 +45,12 @@ _DROPPED: Final[Any] = object()
 _FAILED: Final[Any] = object()  # the stage failed: nothing to emit
 
 
+def _held(outcome: Any) -> bool:
+    """Whether a slot's outcome is an item still to emit (compared by identity: an item's
+    own ``==`` may be anything)."""
+    return outcome is not _RUNNING and outcome is not _DROPPED and outcome is not _FAILED
+
+
 @dataclass(frozen=True, slots=True)
 class MapAsync(Stage[T, R]):
     """Blueprint of :meth:`rxpipe.Flow.map_async`."""
@@ -164,7 +170,9 @@ class _OrderedLogic(_MapAsyncLogic):
         self.lane = Lane(spec.concurrency)
 
     def held_items(self) -> int:
-        return self.running + sum(1 for s in self.waiting if s[_OUTCOME] is not _RUNNING)
+        # running calls, and finished outcomes not emitted yet; a failed or dropped call's item
+        # was counted errored already, so it is not held (lost) as well
+        return self.running + sum(1 for s in self.waiting if _held(s[_OUTCOME]))
 
     def on_pull(self) -> None:
         self._emit()
