@@ -22,13 +22,14 @@ upstream edge, ``demand``/``output``/``finished`` and ``cancel`` at the downstre
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Sequence
 from time import perf_counter
 from typing import Any, Final, Protocol, final
 
 from rxpipe._core.notes import annotate
 from rxpipe._core.stats import Done, StageStats
 from rxpipe._core.telemetry import StageTiming
+from rxpipe._core.work import Timer
 
 __all__ = ("Interpreter", "Logic", "LogicFactory")
 
@@ -42,6 +43,7 @@ class Logic(Protocol):
     def on_upstream_finish(self) -> None: ...
     def on_upstream_failure(self, error: BaseException) -> None: ...
     def on_downstream_finish(self) -> None: ...
+    def on_timer(self, key: Hashable) -> None: ...
     def post_stop(self) -> None: ...
     def held_items(self) -> int: ...
 
@@ -75,6 +77,7 @@ class Ports:
         "_item",
         "_out_closed",
         "_out_pulled",
+        "_timers",
         "index",
         "interp",
         "logic",
@@ -91,6 +94,7 @@ class Ports:
         self._in_closed = False
         self._out_pulled = False
         self._out_closed = False
+        self._timers: dict[Hashable, Timer] | None = None
 
     def pull(self) -> None:
         if self._in_closed or self._in_pulled:
@@ -115,6 +119,8 @@ class Ports:
 
     def complete(self) -> None:
         self.cancel()
+        if self._timers:
+            self.cancel_timers()
         if not self._out_closed:
             self._out_closed = True
             self._out_pulled = False
@@ -122,6 +128,8 @@ class Ports:
 
     def fail(self, error: BaseException) -> None:
         self.cancel()
+        if self._timers:
+            self.cancel_timers()
         if not self._out_closed:
             self._out_closed = True
             self._out_pulled = False
@@ -147,6 +155,40 @@ class Ports:
         if timing is not None:  # an observed run times the work from here to its end
             done = timing.work(done)
         self.interp.scheduled.append((self.index, work, done))
+
+    # -- timers: scheduled like work, armed by the driver's Work, cancelled when the stage stops
+    def start_timer(self, key: Hashable, delay: float) -> None:
+        timers = self._timers
+        if timers is None:
+            timers = self._timers = {}
+        old = timers.get(key)
+        if old is not None:
+            old.cancel()
+        timer = timers[key] = Timer(max(0.0, delay))
+
+        def expired(_result: Any, _error: BaseException | None) -> None:
+            if timers.get(key) is timer:  # not cancelled or restarted since it expired
+                del timers[key]
+                self.logic.on_timer(key)
+
+        self.interp.scheduled.append((self.index, timer, expired))
+
+    def cancel_timer(self, key: Hashable) -> None:
+        if self._timers:
+            timer = self._timers.pop(key, None)
+            if timer is not None:
+                timer.cancel()
+
+    def timer_active(self, key: Hashable) -> bool:
+        return bool(self._timers) and key in self._timers  # type: ignore[operator]
+
+    def cancel_timers(self) -> None:
+        """Cancel every timer of the stage (it stopped)."""
+        timers = self._timers
+        if timers:
+            for timer in timers.values():
+                timer.cancel()
+            timers.clear()
 
 
 @final
@@ -309,6 +351,8 @@ class Interpreter:
             if ports._item is not _EMPTY:
                 held += 1
             ports.stats.lost += held
+            if ports._timers:
+                ports.cancel_timers()
             ports.logic.post_stop()
 
     # -- port events -----------------------------------------------------------------------
@@ -482,6 +526,9 @@ class _Timed:
 
     def on_downstream_finish(self) -> None:
         self._busy(self._logic.on_downstream_finish)
+
+    def on_timer(self, key: Hashable) -> None:
+        self._busy(lambda: self._logic.on_timer(key))
 
     def post_stop(self) -> None:
         self._logic.post_stop()

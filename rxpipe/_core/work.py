@@ -28,11 +28,18 @@ cancellation back (``Task.uncancel``), reports it through ``done`` as the piece'
 goes on with the next piece. The pieces share their runner's task, hence its ``contextvars``
 context: a variable a piece sets is seen by the later pieces on that runner (a task per piece
 gave each a copy of the driver's context).
+
+A :class:`Timer` is scheduled like work (``Ports.start_timer`` queues one where
+``Ports.schedule`` queues a callable): :meth:`Work.start` arms it as a ``call_later`` handle on
+the same loop, counted in ``running`` like a piece of work, and its expiry is queued in
+``finished`` like the end of work. No task or runner per timer; cancelling it cancels the
+handle.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 import types
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterable
@@ -41,7 +48,7 @@ from typing import Any, Final, final
 from rxpipe._core.notes import annotate
 from rxpipe._core.stats import Done
 
-__all__ = ("NOT_YET", "STALL", "Lane", "LaneCall", "Work", "settle_tasks")
+__all__ = ("NOT_YET", "STALL", "Lane", "LaneCall", "Timer", "Work", "now", "settle_tasks")
 
 
 @final
@@ -107,6 +114,48 @@ class _Runner:
         self.cancelled = False
 
 
+def now() -> float:
+    """The time timers count in: the running event loop's clock (``time.monotonic`` without one).
+
+    A stage reads it to measure since when (``throttle``'s token bucket), so a test that runs
+    the loop on virtual time (:func:`rxpipe.testing.virtual_time`) controls that too.
+    """
+    try:
+        return asyncio.get_running_loop().time()
+    except RuntimeError:
+        return time.monotonic()
+
+
+@final
+class Timer:
+    """A one-shot timer a stage asked for; :meth:`Work.start` arms it, :meth:`cancel` disarms.
+
+    It is queued where work is (``Interpreter.scheduled``), so a composite stage that forwards
+    its sub-chain's work to its own ports forwards timers with it, unchanged.
+    """
+
+    __slots__ = ("cancelled", "delay", "handle", "work")
+
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
+        self.cancelled = False
+        self.handle: asyncio.TimerHandle | None = None
+        self.work: Work | None = None  # the Work it is armed on
+
+    def __call__(self) -> Awaitable[Any]:  # pragma: no cover - Work.start never calls it
+        raise TypeError("a Timer is armed by Work.start, not awaited")
+
+    def cancel(self) -> None:
+        """Disarm: its expiry is never delivered (armed or not yet)."""
+        if self.cancelled:
+            return
+        self.cancelled = True
+        handle, work = self.handle, self.work
+        if handle is not None and work is not None:
+            handle.cancel()
+            work._disarmed(self)
+
+
 @final
 class Work:
     """The running work of one interpreter: start it, wait for it, cancel it at the end."""
@@ -118,6 +167,7 @@ class Work:
         "_runners",
         "_spinning",
         "_stopping",
+        "_timers",
         "_waiter",
         "finished",
         "running",
@@ -137,11 +187,17 @@ class Work:
         self._stopping = False
         #: The driver's input, awaited beside the work (see :meth:`awaiting`).
         self._input: asyncio.Future[Any] | None = None
+        #: Armed timers (counted in ``running`` too).
+        self._timers: set[Timer] = set()
 
     def start(self, scheduled: deque[tuple[int, Callable[[], Awaitable[Any]], Done]]) -> None:
         """Start every piece of work the stages scheduled since the last call."""
         while scheduled:
             index, work, done = scheduled.popleft()
+            if type(work) is Timer:
+                if not work.cancelled:
+                    self._arm(index, work, done)
+                continue
             lane = None
             if type(work) is LaneCall:
                 lane = work[0]
@@ -161,6 +217,25 @@ class Work:
             if lane is not None:
                 lane.running += 1
             self._hand((index, awaitable, done, lane))
+
+    def _arm(self, index: int, timer: Timer, done: Done) -> None:
+        timer.work = self
+        timer.handle = asyncio.get_running_loop().call_later(
+            timer.delay, self._expired, index, timer, done
+        )
+        self._timers.add(timer)
+        self.running += 1
+
+    def _expired(self, index: int, timer: Timer, done: Done) -> None:
+        self._disarmed(timer)
+        self.finished.append((index, done, None, None))
+        self.wake()
+
+    def _disarmed(self, timer: Timer) -> None:
+        timer.handle = timer.work = None
+        if not self._stopping:
+            self._timers.discard(timer)
+            self.running -= 1
 
     def _hand(self, piece: _Piece) -> None:
         """Give ``piece`` to a free runner, or to a new one."""
@@ -370,6 +445,9 @@ class Work:
         waiting in a lane never start.
         """
         self._stopping = True
+        for timer in self._timers:
+            timer.cancel()
+        self._timers.clear()
         runners = self._runners
         pending: list[asyncio.Future[Any]] = [r.task for r in runners if r.task is not None]
         pending.extend(extra)

@@ -14,7 +14,11 @@ The protocol, for a stage with one input and one output:
   logic takes it with ``grab()``;
 - ``complete()`` ends the stage: downstream completes, upstream is cancelled;
 - ``fail(exc)`` ends the stage with an error: downstream fails, upstream is cancelled;
-- ``cancel()`` cancels upstream only (the stage can still finish what it holds).
+- ``cancel()`` cancels upstream only (the stage can still finish what it holds);
+- ``start_timer(key, delay)`` arms a named one-shot timer: ``on_timer(key)`` is called when
+  it expires, unless it was cancelled (``cancel_timer(key)``) or restarted first. Timers run
+  on the engine's scheduler (no thread or task per timer), so only ``is_async`` stages use
+  them; they are cancelled when the stage stops.
 
 Callbacks are synchronous and never concurrent, so logic state needs no locks.
 """
@@ -24,7 +28,7 @@ from __future__ import annotations
 import itertools
 import operator
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Iterator
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 from rxpipe._core.stats import Done, StageStats
@@ -100,6 +104,25 @@ class Ports(Protocol[InT_co, OutT_contra]):
         """
         ...
 
+    def start_timer(self, key: Hashable, delay: float) -> None:
+        """Arm the one-shot timer ``key``: ``on_timer(key)`` is called ``delay`` seconds later.
+
+        Starting a timer that is active restarts it (the earlier expiry is never delivered).
+        The expiry is delivered serially with the other callbacks, like the end of scheduled
+        work; the timer runs on the engine's event loop (a ``call_later`` handle, no task), so
+        only stages whose blueprint sets ``is_async = True`` may use timers. A stage's timers
+        are cancelled when it completes, fails or the run stops.
+        """
+        ...
+
+    def cancel_timer(self, key: Hashable) -> None:
+        """Cancel the timer ``key`` if it is active: its ``on_timer`` will not be called."""
+        ...
+
+    def timer_active(self, key: Hashable) -> bool:
+        """Whether the timer ``key`` was started and has neither expired nor been cancelled."""
+        ...
+
 
 class StageLogic(Generic[InT, OutT]):
     """The run-time half of a stage: reacts to port events, acts through ``self.ports``.
@@ -135,6 +158,10 @@ class StageLogic(Generic[InT, OutT]):
     def on_downstream_finish(self) -> None:
         """Downstream cancelled; by default the stage stops and cancels upstream."""
         self.ports.complete()
+
+    def on_timer(self, key: Hashable) -> None:
+        """The timer ``key`` (see :meth:`Ports.start_timer`) expired."""
+        raise NotImplementedError(f"{type(self).__name__} started a timer but has no on_timer")
 
     def post_stop(self) -> None:
         """Called once after the stage stopped, whatever the reason; release resources here."""

@@ -9,7 +9,7 @@ lets the exception escape the callback and calls :func:`annotate`, then fails th
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Generic, Literal, TypeVar, final
 
@@ -169,6 +169,15 @@ class _Supervisor(StageLogic[Any, Any]):
 
         self.ports.schedule(work, guarded)
 
+    def start_timer(self, key: Hashable, delay: float) -> None:
+        self.ports.start_timer(key, delay)
+
+    def cancel_timer(self, key: Hashable) -> None:
+        self.ports.cancel_timer(key)
+
+    def timer_active(self, key: Hashable) -> bool:
+        return self.ports.timer_active(key)
+
     # -- logic seen by the engine ----------------------------------------------------------
     def pre_start(self) -> None:
         self._guard(self._inner.pre_start)
@@ -188,6 +197,10 @@ class _Supervisor(StageLogic[Any, Any]):
 
     def on_downstream_finish(self) -> None:
         self._inner.on_downstream_finish()
+
+    def on_timer(self, key: Hashable) -> None:
+        self._current = _NO_ITEM
+        self._guard(lambda: self._inner.on_timer(key))
 
     def post_stop(self) -> None:
         self._inner.post_stop()
