@@ -8,7 +8,12 @@ from __future__ import annotations
 
 from rxpipe.engines.pull.engine import PullEngine
 from rxpipe.engines.push.engine import PushEngine
-from rxpipe.errors import MissingBackpressureError, PipelineCancelledError, RxpipeError
+from rxpipe.errors import (
+    IdleTimeoutError,
+    MissingBackpressureError,
+    PipelineCancelledError,
+    RxpipeError,
+)
 from rxpipe.flow import Flow
 from rxpipe.fragment import Fragment, stage
 from rxpipe.pipeline import Pipeline
@@ -26,6 +31,7 @@ __all__ = (
     "MAX_DEMAND",
     "Flow",
     "Fragment",
+    "IdleTimeoutError",
     "LinearLogic",
     "LinearStage",
     "Metrics",

@@ -7,7 +7,12 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from rxpipe.telemetry.report import Report
 
-__all__ = ("MissingBackpressureError", "PipelineCancelledError", "RxpipeError")
+__all__ = (
+    "IdleTimeoutError",
+    "MissingBackpressureError",
+    "PipelineCancelledError",
+    "RxpipeError",
+)
 
 
 class RxpipeError(Exception):
@@ -29,3 +34,7 @@ class PipelineCancelledError(RxpipeError):
     def __init__(self, message: str, report: Report | None = None) -> None:
         super().__init__(message)
         self.report = report
+
+
+class IdleTimeoutError(RxpipeError, TimeoutError):
+    """``idle_timeout(seconds)``: no item passed the stage for that long (a stalled pipeline)."""

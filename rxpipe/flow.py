@@ -46,9 +46,18 @@ from rxpipe.stages.simple import (
     Skip,
     Take,
     TakeWhile,
+    Tap,
     check_count,
+    check_seconds,
 )
-from rxpipe.stages.sources import AsyncIterableSource, IterableSource, PublisherSource, Source
+from rxpipe.stages.sources import (
+    AsyncIterableSource,
+    IterableSource,
+    PublisherSource,
+    Source,
+    TickSource,
+)
+from rxpipe.stages.timed import IdleTimeout, Throttle
 
 if TYPE_CHECKING:
     import reactivex
@@ -235,6 +244,38 @@ class Flow(Generic[T_co]):
             TypeError: ``aiterable`` has no ``__aiter__``.
         """
         return Flow(AsyncIterableSource(aiterable), "from_async_iterable", ())
+
+    @staticmethod
+    def timer(seconds: float) -> Flow[int]:
+        """A flow of one item, ``0``, emitted ``seconds`` after the run starts; then it completes.
+
+        Read from the event loop's clock, so the flow needs an event loop (the sync terminals
+        run one of their own). Combine it with ``concat`` or ``merge`` to delay or time-box
+        another flow.
+
+        Raises:
+            TypeError: ``seconds`` is not a number.
+            ValueError: ``seconds`` is not a finite number >= 0.
+        """
+        check_seconds(seconds, "Flow.timer(seconds)", zero=True)
+        return Flow(TickSource(seconds), "timer", ())
+
+    @staticmethod
+    def interval(seconds: float) -> Flow[int]:
+        """A flow of ``0, 1, 2, ...``, one every ``seconds`` (the first after ``seconds``).
+
+        It never completes: end it with ``take(n)``, ``take_while`` or a deadline. Ticks are
+        due on a fixed grid, so they do not drift; a consumer that asks late gets the tick at
+        once and the next one at the next point of the grid (ticks it was too slow for are
+        skipped, never bunched: Go's ``time.Ticker``). Read from the event loop's clock, so
+        the flow needs an event loop (the sync terminals run one of their own).
+
+        Raises:
+            TypeError: ``seconds`` is not a number.
+            ValueError: ``seconds`` is not a finite number > 0.
+        """
+        check_seconds(seconds, "Flow.interval(seconds)")
+        return Flow(TickSource(seconds, seconds), "interval", ())
 
     @staticmethod
     def from_publisher(publisher: Publisher[T], *, prefetch: int = 256) -> Flow[T]:
@@ -753,19 +794,95 @@ class Flow(Generic[T_co]):
         """
         return self._add(Scan(f, initial), name, errors, restart)
 
-    def chunk(self, n: int, *, name: str | None = None) -> Flow[list[T_co]]:
+    def chunk(
+        self, n: int, *, within: float | None = None, name: str | None = None
+    ) -> Flow[list[T_co]]:
         """Group items into lists of ``n`` (the last list may be shorter).
 
-        - Emits when: ``n`` items were gathered, or upstream completes with some gathered.
-        - Backpressures when: downstream backpressures.
+        With ``within=seconds``, a list is also closed ``within`` seconds after its first item
+        arrived, whichever comes first (Akka's ``groupedWithin``, Reactor's
+        ``bufferTimeout``): a database writer batches "100 rows or 50 ms". No list is ever
+        empty. A closed list waits for downstream's pull, and meanwhile nothing more is read.
+        The timer makes the stage asynchronous (on the pull engine it runs on an event loop).
+
+        - Emits when: ``n`` items were gathered, or ``within`` elapsed since the list's first
+          item, or upstream completes with some gathered.
+        - Backpressures when: downstream backpressures (with ``within``: once a list closed
+          that downstream has not taken yet).
         - Completes when: upstream completes and the last list was emitted.
         - Cancels when: downstream cancels (a partial list is counted as lost).
 
         Raises:
-            TypeError: ``n`` is not an int.
-            ValueError: ``n`` < 1.
+            TypeError: ``n`` is not an int, or ``within`` is not a number.
+            ValueError: ``n`` < 1, or ``within`` is not a finite number > 0.
         """
-        return self._add(Chunk(n), name)
+        return self._add(Chunk(n, within), name)
+
+    def tap(
+        self, f: Callable[[T_co], object], *, name: str | None = None, errors: ErrorMode = "raise"
+    ) -> Flow[T_co]:
+        """Call ``f`` on each item for its side effect (a log line, a metric), pass the item on.
+
+        What ``f`` returns is ignored; with ``errors="skip"`` an item whose ``f`` raised is
+        dropped and counted, with ``errors="result"`` it becomes a failed ``Result``.
+
+        - Emits when: ``f`` returned for an item (the item itself).
+        - Backpressures when: downstream backpressures.
+        - Completes when: upstream completes.
+        - Cancels when: downstream cancels.
+
+        Raises:
+            TypeError: ``f`` is not callable, or is an ``async def`` function.
+        """
+        return self._add(Tap(f), name, errors)
+
+    def throttle(
+        self, rate: float, *, per: float = 1.0, burst: int = 1, name: str | None = None
+    ) -> Flow[T_co]:
+        """Let at most ``rate`` items through per ``per`` seconds: a token bucket.
+
+        The bucket holds ``burst`` tokens and starts full; it refills at ``rate / per`` tokens
+        a second, and each item takes one. An item that finds the bucket empty waits for the
+        next token, and upstream waits with it: nothing is dropped (Go's ``time.Tick`` rate
+        limiting, Akka's ``throttle``). ``burst`` lets that many items pass at once after a
+        quiet spell. The timer makes the stage asynchronous.
+
+        - Emits when: an item arrived and a token is available (at once, or when it refills).
+        - Backpressures when: the bucket is empty, or downstream backpressures.
+        - Completes when: upstream completes and the item waiting for a token was emitted.
+        - Cancels when: downstream cancels (an item waiting for a token is counted as lost).
+
+        Args:
+            rate: items per ``per`` seconds, a finite number > 0.
+            per: the period of ``rate``, in seconds.
+            burst: the bucket's size: how many items may pass back to back, >= 1.
+
+        Raises:
+            TypeError: ``rate`` or ``per`` is not a number, or ``burst`` is not an int.
+            ValueError: ``rate`` or ``per`` is not finite and > 0, or ``burst`` < 1.
+        """
+        return self._add(Throttle(rate, per, burst), name)
+
+    def idle_timeout(self, seconds: float, *, name: str | None = None) -> Flow[T_co]:
+        """Fail the flow when no item passed this stage for ``seconds``: a stalled-pipeline alarm.
+
+        The clock starts when the run starts and restarts with each item that passes,
+        whatever kept items away (a silent source, a stuck stage upstream, or a downstream
+        that stopped asking). The failure is :class:`~rxpipe.errors.IdleTimeoutError` (a
+        ``TimeoutError``), raised from the terminal like any stage error. The timer makes the
+        stage asynchronous; it costs one timer per idle period, not one per item.
+
+        - Emits when: an item arrives (passed through unchanged).
+        - Backpressures when: downstream backpressures.
+        - Completes when: upstream completes.
+        - Cancels when: downstream cancels; it fails (and cancels upstream) when idle for
+          ``seconds``.
+
+        Raises:
+            TypeError: ``seconds`` is not a number.
+            ValueError: ``seconds`` is not a finite number > 0.
+        """
+        return self._add(IdleTimeout(seconds), name)
 
     def buffer(
         self, n: int, *, overflow: Overflow = Overflow.BACKPRESSURE, name: str | None = None

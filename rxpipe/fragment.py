@@ -125,9 +125,27 @@ class Fragment(Stage[InT, T], Generic[InT, T]):
         flow = self._flow().scan(f, initial, name=name, errors=errors, restart=restart)
         return self._of(flow)
 
-    def chunk(self, n: int, *, name: str | None = None) -> Fragment[InT, list[T]]:
+    def chunk(
+        self, n: int, *, within: float | None = None, name: str | None = None
+    ) -> Fragment[InT, list[T]]:
         """See :meth:`rxpipe.Flow.chunk`."""
-        return self._of(self._flow().chunk(n, name=name))
+        return self._of(self._flow().chunk(n, within=within, name=name))
+
+    def tap(
+        self, f: Callable[[T], object], *, name: str | None = None, errors: ErrorMode = "raise"
+    ) -> Fragment[InT, T]:
+        """See :meth:`rxpipe.Flow.tap`."""
+        return self._of(self._flow().tap(f, name=name, errors=errors))
+
+    def throttle(
+        self, rate: float, *, per: float = 1.0, burst: int = 1, name: str | None = None
+    ) -> Fragment[InT, T]:
+        """See :meth:`rxpipe.Flow.throttle`."""
+        return self._of(self._flow().throttle(rate, per=per, burst=burst, name=name))
+
+    def idle_timeout(self, seconds: float, *, name: str | None = None) -> Fragment[InT, T]:
+        """See :meth:`rxpipe.Flow.idle_timeout`."""
+        return self._of(self._flow().idle_timeout(seconds, name=name))
 
     def buffer(
         self, n: int, *, overflow: Overflow = Overflow.BACKPRESSURE, name: str | None = None

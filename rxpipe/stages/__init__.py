@@ -9,7 +9,8 @@ from rxpipe._core.stats import StageStats
 from rxpipe.stages._base import LinearLogic, LinearStage, Ports, Stage, StageLogic
 from rxpipe.stages.buffering import Buffer, Overflow
 from rxpipe.stages.errors import ErrorMode, Node, Result
-from rxpipe.stages.simple import Chunk, Filter, FlatMap, Map, Scan, Skip, Take, TakeWhile
+from rxpipe.stages.simple import Chunk, Filter, FlatMap, Map, Scan, Skip, Take, TakeWhile, Tap
+from rxpipe.stages.timed import IdleTimeout, Throttle
 
 __all__ = (
     "Buffer",
@@ -17,6 +18,7 @@ __all__ = (
     "ErrorMode",
     "Filter",
     "FlatMap",
+    "IdleTimeout",
     "LinearLogic",
     "LinearStage",
     "Map",
@@ -31,4 +33,6 @@ __all__ = (
     "StageStats",
     "Take",
     "TakeWhile",
+    "Tap",
+    "Throttle",
 )

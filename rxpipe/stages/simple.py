@@ -1,4 +1,5 @@
-"""One-in, zero-or-more-out operators: map, filter, flat_map, take, skip, take_while, scan, chunk.
+"""One-in, zero-or-more-out operators: map, filter, flat_map, take, skip, take_while, scan, chunk,
+tap.
 
 Each class is the blueprint of the Flow method of the same name; the full docstring (with the
 Emits/Backpressures/Completes/Cancels contract) lives on that method in ``rxpipe.flow``.
@@ -8,14 +9,15 @@ fuses runs of them into one loop (``rxpipe.engines.pull.fused``).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import math
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
-from typing import ClassVar, TypeVar
+from typing import ClassVar, Final, TypeVar
 
 from rxpipe.stages._base import LinearLogic, Ports, Stage, StageLogic
 from rxpipe.stages.callables import check_sync_callable
 
-__all__ = ("Chunk", "Filter", "FlatMap", "Map", "Scan", "Skip", "Take", "TakeWhile")
+__all__ = ("Chunk", "Filter", "FlatMap", "Map", "Scan", "Skip", "Take", "TakeWhile", "Tap")
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -30,6 +32,15 @@ def check_count(value: object, what: str, *, minimum: int) -> None:
         raise TypeError(f"{what} must be an int, got {type(value).__name__} {value!r}")
     if value < minimum:
         raise ValueError(f"{what} must be >= {minimum}, got {value}")
+
+
+def check_seconds(value: object, what: str, *, zero: bool = False) -> None:
+    """Raise ``TypeError``/``ValueError`` for a duration that is not a finite number > 0."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{what} must be a number of seconds, got {type(value).__name__} {value!r}")
+    if not math.isfinite(value) or value < 0 or (value == 0 and not zero):
+        bound = ">= 0" if zero else "> 0"
+        raise ValueError(f"{what} must be a finite number of seconds {bound}, got {value!r}")
 
 
 # --- map -------------------------------------------------------------------------------------
@@ -280,13 +291,22 @@ class Chunk(Stage[T, list[T]]):
     """Blueprint of :meth:`rxpipe.Flow.chunk`."""
 
     n: int
+    within: float | None = None
     operator: ClassVar[str] = "chunk"
     stateful: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
         check_count(self.n, "chunk(n): n", minimum=1)
+        if self.within is not None:
+            check_seconds(self.within, "chunk(within=)")
+
+    @property
+    def is_async(self) -> bool:  # type: ignore[override]
+        return self.within is not None  # its timer needs the engine's event loop
 
     def create_logic(self, ports: Ports[T, list[T]]) -> StageLogic[T, list[T]]:
+        if self.within is not None:
+            return _ChunkWithinLogic(ports, self.n, self.within)
         return _ChunkLogic(ports, self.n)
 
 
@@ -313,3 +333,110 @@ class _ChunkLogic(LinearLogic[T, list[T]]):
 
     def held_items(self) -> int:
         return len(self.buf) + sum(len(c) for c in self._pending or ())
+
+
+_WITHIN: Final = "within"
+
+
+class _ChunkWithinLogic(StageLogic[T, list[T]]):
+    """``chunk(n, within=s)``: a group closes at ``n`` items or ``s`` after its first item.
+
+    It reads ahead while its group fills (a group closes on time only if items keep coming
+    in while downstream is busy); a closed group waits for downstream's pull, and meanwhile
+    nothing more is read: it holds at most one closed group and the item in flight.
+    """
+
+    __slots__ = ("group", "n", "ready", "upstream_done", "within")
+
+    def __init__(self, ports: Ports[T, list[T]], n: int, within: float) -> None:
+        super().__init__(ports)
+        self.n = n
+        self.within = within
+        self.group: list[T] = []
+        self.ready: list[T] | None = None  # a closed group, waiting for downstream
+        self.upstream_done = False
+
+    def pre_start(self) -> None:
+        self.ports.pull()
+
+    def on_push(self) -> None:
+        group = self.group
+        group.append(self.ports.grab())
+        if len(group) == 1:
+            self.ports.start_timer(_WITHIN, self.within)
+        if len(group) >= self.n:
+            self._close()
+        self._advance()
+
+    def on_timer(self, key: Hashable) -> None:
+        if self.group and self.ready is None:
+            self._close()
+            self._advance()
+
+    def on_pull(self) -> None:
+        self._advance()
+
+    def on_upstream_finish(self) -> None:
+        self.upstream_done = True
+        self._advance()
+
+    def _close(self) -> None:
+        self.ports.cancel_timer(_WITHIN)
+        self.ready, self.group = self.group, []
+
+    def _advance(self) -> None:
+        ports, group = self.ports, self.group
+        if self.upstream_done and self.ready is None and group:
+            self._close()  # the last, partial group
+        if self.ready is not None and ports.can_push():
+            ready, self.ready = self.ready, None
+            ports.push(ready)
+            group = self.group
+            # the item in flight when it closed started a group: full, last, or overdue
+            if group and (
+                len(group) >= self.n or self.upstream_done or not ports.timer_active(_WITHIN)
+            ):
+                self._close()
+        if self.upstream_done:
+            if self.ready is None and not self.group:
+                ports.complete()
+            return
+        if self.ready is None and not ports.has_pulled():
+            ports.pull()
+
+    def held_items(self) -> int:
+        return len(self.group) + (len(self.ready) if self.ready is not None else 0)
+
+
+# --- tap ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Tap(Stage[T, T]):
+    """Blueprint of :meth:`rxpipe.Flow.tap`."""
+
+    fn: Callable[[T], object]
+    operator: ClassVar[str] = "tap"
+    user_code: ClassVar[bool] = True
+
+    def __post_init__(self) -> None:
+        check_sync_callable(self.fn, "tap(f): f", _AWAIT_FIRST)
+
+    def create_logic(self, ports: Ports[T, T]) -> StageLogic[T, T]:
+        return _TapLogic(ports, self.fn)
+
+
+class _TapLogic(StageLogic[T, T]):
+    __slots__ = ("fn",)
+
+    def __init__(self, ports: Ports[T, T], fn: Callable[[T], object]) -> None:
+        super().__init__(ports)
+        self.fn = fn
+
+    def on_push(self) -> None:
+        item = self.ports.grab()
+        self.fn(item)
+        self.ports.push(item)
+
+    def on_pull(self) -> None:
+        self.ports.pull()

@@ -7,6 +7,7 @@ A source blueprint opens a fresh iterator (or async iterator) per run, so a flow
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ __all__ = (
     "IterableSource",
     "PublisherSource",
     "Source",
+    "TickSource",
 )
 
 T = TypeVar("T")
@@ -140,6 +142,42 @@ class AsyncIterableSource(Source[T]):
 
     def open_async(self, ctx: RunContext) -> AsyncIterator[T]:
         return aiter(self.aiterable)
+
+
+@dataclass(frozen=True, slots=True)
+class TickSource(Source[int]):
+    """``Flow.timer(delay)`` (one tick) and ``Flow.interval(period)`` (a tick every period).
+
+    Ticks are due on a fixed grid (``start + delay + k * period``), read from the event
+    loop's clock, so they do not drift. A consumer that asks late gets the tick at once and
+    the next one at the next point of the grid: ticks it was too slow for are skipped, never
+    bunched (Go's ``time.Ticker``). The values count the ticks emitted: 0, 1, 2...
+    """
+
+    delay: float
+    period: float | None = None
+    is_async: ClassVar[bool] = True
+
+    def open_async(self, ctx: RunContext) -> AsyncIterator[int]:
+        return self._ticks()
+
+    async def _ticks(self) -> AsyncIterator[int]:
+        loop = asyncio.get_running_loop()
+        due = loop.time() + self.delay
+        period = self.period
+        n = 0
+        while True:
+            wait = due - loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            yield n
+            if period is None:
+                return
+            n += 1
+            due += period
+            late = loop.time() - due
+            if late > 0:  # skip the points of the grid the consumer was too slow for
+                due += (late // period + 1) * period
 
 
 @dataclass(frozen=True, slots=True)
