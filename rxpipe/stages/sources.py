@@ -176,8 +176,8 @@ class TickSource(Source[int]):
             n += 1
             due += period
             late = loop.time() - due
-            if late > 0:  # skip the points of the grid the consumer was too slow for
-                due += (late // period + 1) * period
+            if late > 0:  # asked late: this tick now, the next one on the grid (skip the rest)
+                due += (late // period) * period
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,6 +23,7 @@ from rxpipe.testing._common import (
     Violation,
 )
 from rxpipe.testing._harness import ConformanceError, Failure, Verification
+from rxpipe.testing.clock import VirtualTimeLoop, virtual_time
 from rxpipe.testing.probes import (
     ANY,
     MisbehavingPublisher,
@@ -60,10 +61,12 @@ __all__ = (
     "Signal",
     "Verification",
     "Violation",
+    "VirtualTimeLoop",
     "run_processor_checks",
     "run_publisher_checks",
     "run_subscriber_checks",
     "verify_processor",
     "verify_publisher",
     "verify_subscriber",
+    "virtual_time",
 )
