@@ -43,12 +43,22 @@ import time
 import types
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterable
-from typing import Any, Final, final
+from typing import Any, Final, TypeVar, final
 
 from rxpipe._core.notes import annotate
 from rxpipe._core.stats import Done
 
-__all__ = ("NOT_YET", "STALL", "Lane", "LaneCall", "Timer", "Work", "now", "settle_tasks")
+__all__ = (
+    "NOT_YET",
+    "STALL",
+    "Lane",
+    "LaneCall",
+    "Timer",
+    "Work",
+    "now",
+    "run_or_start",
+    "settle_tasks",
+)
 
 
 @final
@@ -417,7 +427,11 @@ class Work:
         if task is None:
             if not self.running and not self.finished:
                 return await receive()  # nothing else can happen meanwhile
-            task = self._input = asyncio.ensure_future(receive())
+            # most inputs do not wait: no task unless this one does (see run_or_start)
+            got, started = run_or_start(receive())
+            if started is None:
+                return got
+            task = self._input = started
             task.add_done_callback(self.wake)
         if not task.done():
             await self.wait()  # woken by ended work or by the input
@@ -478,6 +492,58 @@ def _close(awaitable: Awaitable[Any]) -> None:
     close = getattr(awaitable, "close", None)
     if close is not None:
         close()
+
+
+T = TypeVar("T")
+
+
+def run_or_start(coro: Coroutine[Any, Any, T]) -> tuple[Any, asyncio.Task[T] | None]:
+    """Run ``coro`` up to its first suspension, in the caller: ``(result, None)`` if it never
+    suspended, else ``(None, task)`` with a task that goes on with it from there.
+
+    A driver that must race an input against running work (or an armed timer) needs a task
+    for the input only when the input is not there at once: most reads from a source that
+    rarely waits (a sync iterator behind fused stages) then cost no task.
+    """
+    try:
+        first = coro.send(None)
+    except StopIteration as stop:
+        return stop.value, None
+    return None, asyncio.ensure_future(_Resume(coro, first).run())
+
+
+@final
+class _Resume:
+    """A started coroutine, continued from the value its first step yielded."""
+
+    __slots__ = ("coro", "first")
+
+    def __init__(self, coro: Coroutine[Any, Any, Any], first: Any) -> None:
+        self.coro = coro
+        self.first = first
+
+    async def run(self) -> Any:
+        return await self
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        coro, yielded = self.coro, self.first
+        self.first = None
+        while True:
+            try:
+                sent = yield yielded  # the future it waits on goes up to the task as is
+            except GeneratorExit:
+                coro.close()
+                raise
+            except BaseException as exc:  # cancellation: into the coroutine
+                try:
+                    yielded = coro.throw(exc)
+                except StopIteration as stop:
+                    return stop.value
+            else:
+                try:
+                    yielded = coro.send(sent)
+                except StopIteration as stop:
+                    return stop.value
 
 
 async def settle_tasks(tasks: Iterable[asyncio.Future[Any]]) -> bool:
