@@ -22,6 +22,7 @@ from rxpipe.stages import LinearLogic, LinearStage, Stage, StageLogic
 from rxpipe.stages.buffering import Overflow
 from rxpipe.stages.errors import Result
 from rxpipe.stages.queue_source import QueueHandle
+from rxpipe.stages.resilience import Retry
 from rxpipe.telemetry import Metrics
 from rxpipe.telemetry.report import Report, StageReport
 
@@ -46,6 +47,7 @@ __all__ = (
     "QueueHandle",
     "Report",
     "Result",
+    "Retry",
     "RxpipeError",
     "Stage",
     "StageLogic",

@@ -37,6 +37,7 @@ from rxpipe.stages.errors import ErrorMode, Node, Result, check_errors
 from rxpipe.stages.fan_in import AsyncConcatSource, ConcatSource, MergeSource
 from rxpipe.stages.fan_out import Parallel, Partition
 from rxpipe.stages.queue_source import QueueHandle, QueueSource, QueueState
+from rxpipe.stages.resilience import Retry
 from rxpipe.stages.simple import (
     Chunk,
     Filter,
@@ -618,6 +619,8 @@ class Flow(Generic[T_co]):
         name: str | None = None,
         errors: ErrorMode = "raise",
         window: int | None = None,
+        timeout: float | None = None,
+        retry: Retry | None = None,
     ) -> Flow[R]:
         """Await ``f(item)`` for each item, with at most ``concurrency`` calls running at once.
 
@@ -627,6 +630,12 @@ class Flow(Generic[T_co]):
         are running or waiting: a slow call stalls new ones once the window is full, so widen
         it to ride out long tails, at the cost of that many items held. Unordered mode emits
         each result as soon as it is ready and holds at most ``concurrency`` items.
+
+        ``timeout=`` cancels a call that takes longer: it fails with :class:`TimeoutError`.
+        ``retry=`` (an :class:`rxpipe.Retry`) calls again after a failure, backing off
+        exponentially with jitter; a call slot stays taken while it backs off. An error left
+        when the retries are spent goes to ``errors=``. The Report counts both per stage
+        (``timeouts``, ``retries``).
 
         - Emits when: the next result (ordered) or any result (unordered) is ready.
         - Backpressures when: ``concurrency`` calls run, or the window is full, and
@@ -643,14 +652,17 @@ class Flow(Generic[T_co]):
             errors: as for :meth:`map`; ``"result"`` and ``"skip"`` keep the output order.
             window: ordered mode only: the most items running or waiting for their turn,
                 >= ``concurrency``; ``None`` means ``4 * concurrency``.
+            timeout: seconds each attempt may take (``None``: no limit).
+            retry: how to retry a failed call (``None``: never).
 
         Raises:
             TypeError: ``f`` is not callable or is a plain (not async) named function,
-                ``ordered`` is not a bool, or ``window`` is not an int.
-            ValueError: ``concurrency`` < 1, ``window`` < ``concurrency``, or ``window`` given
-                with ``ordered=False``.
+                ``ordered`` is not a bool, ``window`` is not an int, ``timeout`` is not a
+                number, or ``retry`` is not a :class:`rxpipe.Retry`.
+            ValueError: ``concurrency`` < 1, ``window`` < ``concurrency``, ``window`` given
+                with ``ordered=False``, or ``timeout`` is not a finite number > 0.
         """
-        return self._add(MapAsync(f, concurrency, ordered, errors, window), name)
+        return self._add(MapAsync(f, concurrency, ordered, errors, window, timeout, retry), name)
 
     def parallel(
         self,

@@ -20,6 +20,7 @@ from rxpipe.spec import Processor
 from rxpipe.stages._base import Ports, Stage, StageLogic
 from rxpipe.stages.buffering import Overflow
 from rxpipe.stages.errors import ErrorMode, Node, interpreter
+from rxpipe.stages.resilience import Retry
 from rxpipe.stages.sources import Source
 
 if TYPE_CHECKING:
@@ -162,10 +163,19 @@ class Fragment(Stage[InT, T], Generic[InT, T]):
         name: str | None = None,
         errors: ErrorMode = "raise",
         window: int | None = None,
+        timeout: float | None = None,
+        retry: Retry | None = None,
     ) -> Fragment[InT, R]:
         """See :meth:`rxpipe.Flow.map_async`."""
         flow = self._flow().map_async(
-            f, concurrency=concurrency, ordered=ordered, name=name, errors=errors, window=window
+            f,
+            concurrency=concurrency,
+            ordered=ordered,
+            name=name,
+            errors=errors,
+            window=window,
+            timeout=timeout,
+            retry=retry,
         )
         return self._of(flow)
 

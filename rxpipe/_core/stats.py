@@ -25,6 +25,8 @@ class StageStats:
     knows: ``filtered`` (chose not to emit), ``dropped`` (overflow policies) and ``lost``
     (items it held when the run was cancelled). ``errored`` is counted by the error surface.
     ``timing`` is None unless the run is observed (see :mod:`rxpipe._core.telemetry`).
+    ``timeouts`` and ``retries`` count the calls of ``map_async`` that timed out, and those
+    made again after a failure.
     """
 
     __slots__ = (
@@ -35,6 +37,8 @@ class StageStats:
         "lost",
         "name",
         "received",
+        "retries",
+        "timeouts",
         "timing",
     )
 
@@ -47,6 +51,8 @@ class StageStats:
         self.dropped = 0
         self.lost = 0
         self.timing: StageTiming | None = None
+        self.timeouts = 0
+        self.retries = 0
 
     def __repr__(self) -> str:
         return (

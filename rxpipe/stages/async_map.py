@@ -18,6 +18,10 @@ filled once the driver has handed the end back, one more turn of the event loop 
 Errors are applied here, in order, rather than by the generic error surface: a failure is
 known only when its call ends, and ``errors="result"``/``"skip"`` must keep the output order.
 ``errors="raise"`` fails the stage as soon as any call fails (errgroup's fail-fast).
+
+``timeout=`` and ``retry=`` wrap each call inside its piece of work
+(:func:`rxpipe.stages.resilience.resilient`): a timed-out call is cancelled and is an error
+like any other, once its retries are spent.
 """
 
 from __future__ import annotations
@@ -33,7 +37,8 @@ from rxpipe._core.work import Lane, LaneCall
 from rxpipe.stages._base import Ports, Stage, StageLogic
 from rxpipe.stages.callables import check_async_callable, is_async_callable
 from rxpipe.stages.errors import ErrorMode, Result, annotate, check_errors
-from rxpipe.stages.simple import check_count
+from rxpipe.stages.resilience import Retry, resilient
+from rxpipe.stages.simple import check_count, check_seconds
 
 __all__ = ("MapAsync",)
 
@@ -60,6 +65,8 @@ class MapAsync(Stage[T, R]):
     ordered: bool = True
     errors: ErrorMode = "raise"
     window: int | None = None
+    timeout: float | None = None
+    retry: Retry | None = None
     operator: ClassVar[str] = "map_async"
     user_code: ClassVar[bool] = True
     is_async: ClassVar[bool] = True
@@ -70,6 +77,10 @@ class MapAsync(Stage[T, R]):
         if not isinstance(self.ordered, bool):
             raise TypeError(f"map_async(ordered=) must be a bool, got {self.ordered!r}")
         check_errors(self.errors)
+        if self.timeout is not None:
+            check_seconds(self.timeout, "map_async(timeout=)")
+        if self.retry is not None and not isinstance(self.retry, Retry):
+            raise TypeError(f"map_async(retry=) must be an rxpipe.Retry, got {self.retry!r}")
         if self.window is not None:
             check_count(self.window, "map_async(window=)", minimum=1)
             if not self.ordered:
@@ -126,7 +137,8 @@ class _MapAsyncLogic(StageLogic[Any, Any]):
     def __init__(self, ports: Ports[Any, Any], spec: MapAsync[Any, Any]) -> None:
         super().__init__(ports)
         self.spec = spec
-        self.call = spec.fn if is_async_callable(spec.fn) else _checked(spec.fn)
+        call = spec.fn if is_async_callable(spec.fn) else _checked(spec.fn)
+        self.call = resilient(call, spec.timeout, spec.retry, ports.stats)
         self.concurrency = spec.concurrency
         self.wrap = spec.errors == "result"  # every outcome becomes a Result
         self.running = 0

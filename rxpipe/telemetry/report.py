@@ -21,7 +21,9 @@ class StageReport:
 
     ``filtered``: the stage chose not to emit (filter, skip, take_while). ``errored``: the
     user function raised, whatever the error surface. ``dropped``: overflow policies and
-    rejected offers. ``lost``: items it held when the run was cancelled.
+    rejected offers. ``lost``: items it held when the run was cancelled. ``timeouts``: calls
+    that took longer than ``map_async(timeout=)``; ``retries``: calls made again by
+    ``map_async(retry=)``.
 
     ``busy_seconds`` (time spent in the stage's callbacks and work) is measured for every
     stage of a run that observes some stage (``flow.observe(name)``), and
@@ -37,6 +39,8 @@ class StageReport:
     errored: int = 0
     dropped: int = 0
     lost: int = 0
+    timeouts: int = 0
+    retries: int = 0
     busy_seconds: float | None = None
     duration_quantiles: Mapping[str, float] | None = None
 
@@ -60,6 +64,8 @@ class StageReport:
             duration_quantiles=(
                 None if duration_quantiles is None else MappingProxyType(dict(duration_quantiles))
             ),
+            timeouts=stats.timeouts,
+            retries=stats.retries,
         )
 
 
