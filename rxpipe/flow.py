@@ -37,7 +37,7 @@ from rxpipe.stages.errors import ErrorMode, Node, Result, check_errors
 from rxpipe.stages.fan_in import AsyncConcatSource, ConcatSource, MergeSource
 from rxpipe.stages.fan_out import Parallel, Partition
 from rxpipe.stages.queue_source import QueueHandle, QueueSource, QueueState
-from rxpipe.stages.resilience import Retry
+from rxpipe.stages.resilience import RestartSource, Retry
 from rxpipe.stages.simple import (
     Chunk,
     Filter,
@@ -245,6 +245,29 @@ class Flow(Generic[T_co]):
             TypeError: ``aiterable`` has no ``__aiter__``.
         """
         return Flow(AsyncIterableSource(aiterable), "from_async_iterable", ())
+
+    @staticmethod
+    def restart(flow: Flow[T], *, retry: Retry) -> Flow[T]:
+        """``flow``, run again from its start when it fails, after a growing delay.
+
+        Akka's ``RestartSource.onFailuresWithBackoff``: a source that loses its connection
+        (a broker, a socket, a paginated API) is re-opened, and the stages of ``flow`` start
+        afresh with it. ``retry`` says how: up to ``retry.attempts`` runs in all, the wait
+        before the k-th restart ``retry.wait(k)`` (exponential, capped, with jitter), and only
+        for errors that are instances of ``retry.on``; any other error, or the last run's,
+        fails the flow. Items emitted before a failure stay emitted (a flow that starts over
+        from the beginning emits them again). Each restart is counted in the Report as a
+        retry of the ``"restart"`` source. The backoff is a timer, so the flow needs an event
+        loop (the sync terminals run one of their own).
+
+        Raises:
+            TypeError: ``flow`` is not a Flow, or ``retry`` is not an :class:`rxpipe.Retry`.
+        """
+        if not isinstance(flow, Flow):
+            raise TypeError(f"Flow.restart(flow) needs a Flow, got {type(flow).__name__}")
+        if not isinstance(retry, Retry):
+            raise TypeError(f"Flow.restart(retry=) must be an rxpipe.Retry, got {retry!r}")
+        return Flow(RestartSource(flow.plan, retry), "restart", ())
 
     @staticmethod
     def timer(seconds: float) -> Flow[int]:

@@ -1,4 +1,5 @@
-"""Timeouts and retries for the calls of ``map_async``: :class:`Retry` and :func:`resilient`.
+"""Timeouts and retries: :class:`Retry`, :func:`resilient` (``map_async``'s calls) and
+:class:`RestartSource` (``Flow.restart``: a failing flow run again with backoff).
 
 Both wrap the user's call inside the piece of work the stage schedules, so they run on the
 engine's one scheduler like the call itself, and a call slot stays taken while an attempt
@@ -13,13 +14,17 @@ from __future__ import annotations
 import asyncio
 import math
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from rxpipe._core.stats import StageStats
+from rxpipe.stages.sources import Source
 
-__all__ = ("Retry", "resilient")
+if TYPE_CHECKING:
+    from rxpipe.stages.plan import Plan, RunContext
+
+__all__ = ("RestartSource", "Retry", "resilient")
 
 
 def _check_number(value: object, what: str, *, low: float, high: float = math.inf) -> None:
@@ -129,3 +134,52 @@ def resilient(
             k += 1
 
     return with_retries
+
+
+@dataclass(frozen=True, slots=True)
+class RestartSource(Source[Any]):
+    """Blueprint of :meth:`rxpipe.Flow.restart`: a flow run again after it fails, backing off.
+
+    Each run of the inner flow is an input run of this source (as ``concat`` runs its inputs);
+    when one fails with an error that ``retry.on`` accepts, and fewer than ``retry.attempts``
+    runs were made, the source waits ``retry.wait(k)`` and runs the flow again from its
+    start (Akka's ``RestartSource.onFailuresWithBackoff``). Items emitted before a failure
+    stay emitted. Each restart is counted as a retry of this source in the Report.
+    """
+
+    plan: Plan
+    retry: Retry
+    operator: ClassVar[str] = "restart"
+    is_async: ClassVar[bool] = True  # the backoff is a timer on the run's event loop
+
+    def open_async(self, ctx: RunContext) -> AsyncIterator[Any]:
+        return _restarting(ctx, self.plan, self.retry)
+
+
+async def _restarting(ctx: RunContext, plan: Plan, retry: Retry) -> AsyncIterator[Any]:
+    stats = ctx.source_stats
+    run = 1
+    while True:
+        items: AsyncIterator[Any] = aiter(ctx.open_input(plan))
+        error: BaseException | None = None
+        try:
+            while True:
+                try:
+                    item = await anext(items)
+                except StopAsyncIteration:
+                    return
+                except retry.on as exc:
+                    if run >= retry.attempts:
+                        raise
+                    error = exc
+                    break
+                yield item
+                del item
+        finally:
+            aclose = getattr(items, "aclose", None)
+            if aclose is not None:
+                await aclose()
+        del error  # this run failed: back off, then run the flow again
+        stats.retries += 1
+        await asyncio.sleep(retry.wait(run))
+        run += 1

@@ -10,6 +10,7 @@ import asyncio
 import itertools
 import random
 from collections import defaultdict
+from collections.abc import Iterator
 
 import pytest
 
@@ -171,3 +172,58 @@ def test_virtual_time_makes_the_retry_schedule_exact() -> None:
         )
     assert seen == pytest.approx([0, 60, 180, 420])
     assert report.stages["map_async"].retries == 3
+
+
+# --- Flow.restart ------------------------------------------------------------------------------
+
+
+class _Flaky:
+    """An iterable that fails its first ``failures`` iterations after two items."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.opened: list[float] = []
+
+    def __iter__(self) -> Iterator[int]:
+        self.opened.append(now())
+        yield 0
+        yield 1
+        if len(self.opened) <= self.failures:
+            raise ConnectionResetError(f"lost the connection (run {len(self.opened)})")
+        yield 2
+
+
+def test_restart_reopens_a_failing_source_with_backoff(engine: Engine) -> None:
+    source = _Flaky(failures=2)
+    backoff = _scale(engine) / 10
+    inner = Flow.from_iterable(source).map(lambda x: x * 10)
+    flow = Flow.restart(inner, retry=Retry(attempts=3, backoff=backoff, jitter=0))
+    with clock_for(engine) as virtual:
+        report = flow.tap(lambda _: None).run(engine=engine)
+        got = Flow.restart(
+            Flow.from_iterable(_Flaky(failures=1)), retry=Retry(2, backoff=0, jitter=0)
+        ).to_list(engine=engine)
+    assert got == [0, 1, 0, 1, 2]  # what came before the failure stays emitted
+    assert report.delivered == 7  # 2 + 2 + 3
+    assert report.stages["restart"].retries == 2
+    waits = [b - a for a, b in itertools.pairwise(source.opened)]
+    if virtual:
+        assert waits == pytest.approx([0.1, 0.2], abs=1e-6)
+    else:
+        assert waits[0] >= backoff * 0.99
+
+
+def test_restart_gives_up_after_its_attempts_and_on_other_errors(engine: Engine) -> None:
+    with clock_for(engine), pytest.raises(ConnectionResetError, match="run 2"):
+        Flow.restart(
+            Flow.from_iterable(_Flaky(failures=5)), retry=Retry(2, backoff=0.01, jitter=0)
+        ).to_list(engine=engine)
+    seen: list[int] = []
+    not_retried = Retry(5, backoff=0.01, jitter=0, on=KeyError)
+    with clock_for(engine), pytest.raises(ConnectionResetError, match="run 1"):
+        Flow.restart(Flow.from_iterable(_Flaky(failures=5)), retry=not_retried).tap(
+            seen.append
+        ).run(engine=engine)
+    assert seen == [0, 1]
+    with pytest.raises(TypeError, match="Retry"):
+        Flow.restart(Flow.range(3), retry=3)  # type: ignore[arg-type]
