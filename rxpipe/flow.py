@@ -37,7 +37,7 @@ from rxpipe.stages.errors import ErrorMode, Node, Result, check_errors
 from rxpipe.stages.fan_in import AsyncConcatSource, ConcatSource, MergeSource
 from rxpipe.stages.fan_out import Parallel, Partition
 from rxpipe.stages.queue_source import QueueHandle, QueueSource, QueueState
-from rxpipe.stages.resilience import RestartSource, Retry
+from rxpipe.stages.resilience import RestartSource, RestartStage, Retry
 from rxpipe.stages.simple import (
     Chunk,
     Filter,
@@ -246,28 +246,61 @@ class Flow(Generic[T_co]):
         """
         return Flow(AsyncIterableSource(aiterable), "from_async_iterable", ())
 
+    @overload
     @staticmethod
-    def restart(flow: Flow[T], *, retry: Retry) -> Flow[T]:
-        """``flow``, run again from its start when it fails, after a growing delay.
+    def restart(flow: Flow[T], *, retry: Retry) -> Flow[T]: ...
+    @overload
+    @staticmethod
+    def restart(flow: Stage[T, R], *, retry: Retry) -> Stage[T, R]: ...
+    @staticmethod
+    def restart(flow: Flow[Any] | Stage[Any, Any], *, retry: Retry) -> Any:
+        """Run ``flow`` again, after a growing delay, when it fails.
 
-        Akka's ``RestartSource.onFailuresWithBackoff``: a source that loses its connection
-        (a broker, a socket, a paginated API) is re-opened, and the stages of ``flow`` start
-        afresh with it. ``retry`` says how: up to ``retry.attempts`` runs in all, the wait
-        before the k-th restart ``retry.wait(k)`` (exponential, capped, with jitter), and only
-        for errors that are instances of ``retry.on``; any other error, or the last run's,
-        fails the flow. Items emitted before a failure stay emitted (a flow that starts over
-        from the beginning emits them again). Each restart is counted in the Report as a
-        retry of the ``"restart"`` source. The backoff is a timer, so the flow needs an event
-        loop (the sync terminals run one of their own).
+        Given a **Flow** (a source), returns a Flow: when the flow fails, it is run again
+        from its start (Akka's ``RestartSource.onFailuresWithBackoff``), so a source that
+        lost its connection (a broker, a socket, a paginated API) is re-opened, and the
+        stages of ``flow`` start afresh with it. Items emitted before a failure stay emitted
+        (a flow that starts over from the beginning emits them again). Each restart is
+        counted in the Report as a retry of the ``"restart"`` source.
+
+        Given a **fragment** (``rxpipe.stage()...``), returns one stage to attach with
+        :meth:`via`: the fragment runs inside it and, when it fails, a fresh copy (fresh
+        state) takes over after the delay (``RestartFlow.onFailuresWithBackoff``); the items
+        the failed copy held, the failing one among them, are lost to it. The failure is
+        counted as ``errored`` and the restart as a retry of the ``"restart"`` stage.
+
+        ``retry`` says how: up to ``retry.attempts`` runs in all, the wait before the k-th
+        restart ``retry.wait(k)`` (exponential, capped, with jitter), and only for errors
+        that are instances of ``retry.on``; any other error, or the last run's, fails the
+        flow. The delay is a timer, so the flow needs an event loop (the sync terminals run
+        one of their own).
+
+        For a fragment:
+
+        - Emits when: the fragment emits.
+        - Backpressures when: the fragment backpressures, or while it waits to restart.
+        - Completes when: upstream completed and the fragment completed.
+        - Cancels when: downstream cancels; a failure it does not restart from fails the
+          stage and cancels upstream.
 
         Raises:
-            TypeError: ``flow`` is not a Flow, or ``retry`` is not an :class:`rxpipe.Retry`.
+            TypeError: ``flow`` is neither a Flow nor a fragment, or ``retry`` is not an
+                :class:`rxpipe.Retry`.
+            ValueError: the fragment is empty.
         """
-        if not isinstance(flow, Flow):
-            raise TypeError(f"Flow.restart(flow) needs a Flow, got {type(flow).__name__}")
         if not isinstance(retry, Retry):
             raise TypeError(f"Flow.restart(retry=) must be an rxpipe.Retry, got {retry!r}")
-        return Flow(RestartSource(flow.plan, retry), "restart", ())
+        if isinstance(flow, Flow):
+            return Flow(RestartSource(flow.plan, retry), "restart", ())
+        nodes = getattr(flow, "nodes", None)
+        if not isinstance(flow, Stage) or not isinstance(nodes, tuple):
+            raise TypeError(
+                f"Flow.restart(flow) needs a Flow or a fragment (rxpipe.stage()...), got "
+                f"{type(flow).__name__}"
+            )
+        if not nodes:
+            raise ValueError("Flow.restart(fragment): the fragment is empty")
+        return RestartStage(nodes, retry)
 
     @staticmethod
     def timer(seconds: float) -> Flow[int]:

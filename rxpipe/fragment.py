@@ -144,6 +144,11 @@ class Fragment(Stage[InT, T], Generic[InT, T]):
         """See :meth:`rxpipe.Flow.throttle`."""
         return self._of(self._flow().throttle(rate, per=per, burst=burst, name=name))
 
+    def restart(self, *, retry: Retry) -> Stage[InT, T]:
+        """This fragment as one stage, restarted with backoff when it fails: see
+        :meth:`rxpipe.Flow.restart` (``Flow.restart(fragment, retry=retry)``)."""
+        return Flow.restart(self, retry=retry)
+
     def idle_timeout(self, seconds: float, *, name: str | None = None) -> Fragment[InT, T]:
         """See :meth:`rxpipe.Flow.idle_timeout`."""
         return self._of(self._flow().idle_timeout(seconds, name=name))

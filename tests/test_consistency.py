@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from rxpipe import Flow, Fragment, Stage
-from rxpipe.stages import async_map, buffering, fan_out, simple, timed
+from rxpipe.stages import async_map, buffering, fan_out, resilience, simple, timed
 
-OPERATOR_MODULES = (simple, buffering, async_map, fan_out, timed)
+OPERATOR_MODULES = (simple, buffering, async_map, fan_out, timed, resilience)
 CONTRACT = ("Emits when", "Backpressures when", "Completes when", "Cancels when")
 
 

@@ -14,17 +14,20 @@ from __future__ import annotations
 import asyncio
 import math
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Final
 
-from rxpipe._core.stats import StageStats
+from rxpipe._core.interpreter import Interpreter
+from rxpipe._core.stats import Done, StageStats
+from rxpipe.stages._base import Ports, Stage, StageLogic
+from rxpipe.stages.errors import Node, interpreter
 from rxpipe.stages.sources import Source
 
 if TYPE_CHECKING:
     from rxpipe.stages.plan import Plan, RunContext
 
-__all__ = ("RestartSource", "Retry", "resilient")
+__all__ = ("RestartSource", "RestartStage", "Retry", "resilient")
 
 
 def _check_number(value: object, what: str, *, low: float, high: float = math.inf) -> None:
@@ -183,3 +186,147 @@ async def _restarting(ctx: RunContext, plan: Plan, retry: Retry) -> AsyncIterato
         stats.retries += 1
         await asyncio.sleep(retry.wait(run))
         run += 1
+
+
+# --- a fragment restarted with backoff ---------------------------------------------------------
+
+_NONE: Final[Any] = object()
+_RESTART: Final = "restart"
+
+
+@dataclass(frozen=True, slots=True)
+class RestartStage(Stage[Any, Any]):
+    """Blueprint of ``Flow.restart(fragment, retry=...)``: a fragment run as one stage and
+    started afresh, after a growing delay, when it fails (Akka's
+    ``RestartFlow.onFailuresWithBackoff``).
+
+    The items the failed run held (the one that failed among them) are lost to it: the
+    failure is counted as ``errored`` and the restart as a retry of this stage. Upstream is
+    not cancelled and downstream sees no failure while restarts are left; a failure that
+    ``retry.on`` does not accept, or the last run's, fails the stage.
+    """
+
+    stages: tuple[Node, ...]
+    retry: Retry
+    operator: ClassVar[str] = "restart"
+    is_async: ClassVar[bool] = True  # the backoff is a timer
+
+    def create_logic(self, ports: Ports[Any, Any]) -> StageLogic[Any, Any]:
+        return _RestartLogic(ports, self.stages, self.retry)
+
+
+class _RestartLogic(StageLogic[Any, Any]):
+    """Runs the fragment on an interpreter of its own, fed through this stage's ports; the
+    work (and timers) its stages schedule go through this stage's ports, tagged with the run
+    they belong to, so the end of a dead run's work is ignored."""
+
+    __slots__ = ("inner", "nodes", "pending", "retry", "run", "upstream_done", "waiting")
+
+    def __init__(self, ports: Ports[Any, Any], nodes: tuple[Node, ...], retry: Retry) -> None:
+        super().__init__(ports)
+        self.nodes = nodes
+        self.retry = retry
+        self.run = 1
+        self.inner = self._fresh()
+        self.pending: Any = _NONE  # an item that arrived while backing off
+        self.upstream_done = False
+        self.waiting = False  # backing off
+
+    def _fresh(self) -> Interpreter:
+        return interpreter(self.nodes, [StageStats(n.name) for n in self.nodes])
+
+    def pre_start(self) -> None:
+        self.inner.start()
+        self._step()
+
+    def on_pull(self) -> None:
+        self._step()
+
+    def on_push(self) -> None:
+        item = self.ports.grab()
+        if self.waiting or not self.inner.input_wanted:
+            self.pending = item
+        else:
+            self.inner.feed(item)
+        self._step()
+
+    def on_upstream_finish(self) -> None:
+        self.upstream_done = True
+        self._step()
+
+    def on_downstream_finish(self) -> None:
+        self.inner.cancel()
+        self.ports.complete()
+
+    def on_timer(self, key: Hashable) -> None:
+        self.waiting = False
+        self.run += 1
+        self.inner = self._fresh()
+        self.inner.start()
+        self._step()
+
+    def post_stop(self) -> None:
+        self.inner.stop()
+
+    def held_items(self) -> int:
+        return self.inner.held() + (self.pending is not _NONE)
+
+    def _forward(self) -> None:
+        inner = self.inner
+        while inner.scheduled:
+            index, work, done = inner.scheduled.popleft()
+
+            def back(
+                result: Any,
+                error: BaseException | None,
+                run: Interpreter = inner,
+                i: int = index,
+                d: Done = done,
+            ) -> None:
+                if run is self.inner:  # else it belongs to a run that failed
+                    run.work_done(i, d, result, error)
+                    self._step()
+
+            self.ports.schedule(work, back)
+
+    def _step(self) -> None:
+        ports = self.ports
+        while not self.waiting:
+            inner = self.inner
+            if self.pending is not _NONE and inner.input_wanted:
+                item, self.pending = self.pending, _NONE
+                inner.feed(item)
+            if self.upstream_done and self.pending is _NONE and not inner.input_closed:
+                inner.feed_end()
+            if ports.can_push() and not inner.output and not inner.finished:
+                inner.demand()
+            self._forward()
+            if inner.output:
+                if ports.can_push():
+                    ports.push(inner.output.popleft())
+                    continue
+            elif inner.finished:
+                self._ended(inner)
+                return
+            if (
+                inner.input_wanted
+                and self.pending is _NONE
+                and not ports.has_pulled()
+                and not ports.is_upstream_closed()
+            ):
+                ports.pull()
+            return
+
+    def _ended(self, inner: Interpreter) -> None:
+        error, ports, retry = inner.error, self.ports, self.retry
+        if error is None:
+            ports.complete()
+            return
+        if not isinstance(error, retry.on) or self.run >= retry.attempts:
+            ports.fail(error)
+            return
+        ports.stats.errored += 1  # absorbed: the run failed, the stage goes on
+        ports.stats.retries += 1
+        inner.stop()
+        self.waiting = True
+        ports.start_timer(_RESTART, retry.wait(self.run))

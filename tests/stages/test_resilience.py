@@ -10,13 +10,14 @@ import asyncio
 import itertools
 import random
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from rxpipe import Flow, PushEngine, Result, Retry
+from rxpipe import Flow, PushEngine, Result, Retry, stage
 from rxpipe._core.work import now
 from rxpipe.engines import Engine
+from rxpipe.stages import Map
 from rxpipe.testing import virtual_time
 
 from .test_timed import clock_for
@@ -227,3 +228,60 @@ def test_restart_gives_up_after_its_attempts_and_on_other_errors(engine: Engine)
     assert seen == [0, 1]
     with pytest.raises(TypeError, match="Retry"):
         Flow.restart(Flow.range(3), retry=3)  # type: ignore[arg-type]
+
+
+def test_restart_starts_a_failing_fragment_afresh(engine: Engine) -> None:
+    """A stateful fragment fails on item 3 the first two times: each failure loses that item,
+    a fresh copy (its scan starting over) takes over after the backoff."""
+    failures = 0
+
+    def check(x: int) -> int:
+        nonlocal failures
+        if x == 3 and failures < 2:
+            failures += 1
+            raise ConnectionError("downstream service dropped us")
+        return x
+
+    async def call(x: int) -> int:
+        await asyncio.sleep(0)
+        return x
+
+    fragment = stage().map(check).map_async(call).scan(lambda a, x: a + x, 0)
+    source = Flow.from_async_iterable(_items([1, 2, 3, 4, 3, 5, 3, 6]))
+    seen: list[int] = []
+    restarting = Flow.restart(fragment, retry=Retry(3, backoff=_scale(engine) / 10, jitter=0))
+    with clock_for(engine):
+        report = source.via(restarting).tap(seen.append).run(engine=engine)
+    assert failures == 2
+    # each copy's scan starts over from its initial 0; the items that failed are lost
+    assert seen == [0, 1, 3, 0, 4, 0, 5, 8, 14]
+    stage_report = report.stages["restart"]
+    assert (stage_report.retries, stage_report.errored) == (2, 2)
+
+
+def test_restart_of_a_fragment_counts_restarts_and_gives_up(engine: Engine) -> None:
+    calls = 0
+
+    def flaky(x: int) -> int:
+        nonlocal calls
+        calls += 1
+        if x % 2:
+            raise ConnectionError(f"odd {x}")
+        return x * 10
+
+    fragment = stage().map(flaky)
+    retry = Retry(attempts=3, backoff=_scale(engine) / 100, jitter=0)
+    with clock_for(engine):
+        report = Flow.range(4).via(fragment.restart(retry=retry)).run(engine=engine)
+        with pytest.raises(ConnectionError, match="odd 5"):
+            Flow.range(8).via(Flow.restart(fragment, retry=retry)).to_list(engine=engine)
+    assert report.delivered == 2  # 0 and 20; items 1 and 3 failed and were lost
+    restart = report.stages["restart"]
+    assert (restart.retries, restart.errored, restart.received) == (2, 2, 4)
+    with pytest.raises(TypeError, match="fragment"):
+        Flow.restart(Map(str), retry=retry)  # type: ignore[call-overload]
+
+
+async def _items(items: list[int]) -> AsyncIterator[int]:
+    for item in items:
+        yield item
