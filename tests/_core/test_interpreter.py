@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import ClassVar
 
 import pytest
 
 from rxpipe import Flow, stage
+from rxpipe._core.interpreter import Interpreter
+from rxpipe._core.stats import StageStats
+from rxpipe._core.work import Timer
 from rxpipe.engines import Engine
-from rxpipe.stages import LinearLogic, LinearStage, Ports
+from rxpipe.stages import LinearLogic, LinearStage, Ports, StageLogic
 from tests.helpers import Abort
 from tests.helpers import after_turns as _after_turns
 from tests.helpers import turns as _turns
@@ -71,3 +75,35 @@ def test_an_error_after_a_stage_ended_is_raised_not_swallowed(
 ) -> None:
     with pytest.raises(error, match="post_stop failed"):
         Flow.range(5).via(_PostStopRaises(error)).map(str).to_list(engine=engine)
+
+
+def test_a_stage_s_timers_are_cancelled_when_it_stops() -> None:
+    """Timers queue like work; restarting one cancels the earlier, and completing the stage
+    cancels the rest, armed or not: no expiry reaches a stopped stage."""
+
+    class Timed(StageLogic[int, int]):
+        def pre_start(self) -> None:
+            self.ports.start_timer("a", 1.0)
+            self.ports.start_timer("a", 2.0)  # restarts "a"
+            self.ports.start_timer("b", 3.0)
+
+        def on_pull(self) -> None:
+            assert self.ports.timer_active("a")
+            self.ports.cancel_timer("b")
+            assert not self.ports.timer_active("b")
+            self.ports.complete()
+
+        def on_timer(self, key: Hashable) -> None:
+            raise AssertionError(f"timer {key!r} fired after the stage stopped")
+
+    interp = Interpreter([Timed], [StageStats("timed")])
+    interp.start()
+    timers = [work for _, work, _ in interp.scheduled]
+    assert [type(t) for t in timers] == [Timer, Timer, Timer]
+    assert [t.cancelled for t in timers] == [True, False, False]
+    interp.demand()
+    assert interp.finished
+    assert all(t.cancelled for t in timers)
+    for index, _, done in interp.scheduled:  # a late expiry (already queued) is ignored
+        interp.work_done(index, done, None, None)
+    interp.stop()
