@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Final, NamedTuple, TypeVar
 
 from rxpipe._core.stats import StageStats
+from rxpipe._core.work import Timer
 from rxpipe.stages._base import Ports, Stage, StageLogic
 from rxpipe.stages.callables import check_sync_callable
 from rxpipe.stages.errors import Node, annotate, interpreter
@@ -322,7 +323,9 @@ class _CopiesLogic(StageLogic[Any, Any]):
         copy = self.copies[i]
         while copy.scheduled:
             index, work, done = copy.scheduled.popleft()
-            self.work[i] += 1
+            counted = type(work) is not Timer  # a timer may be cancelled: never called back
+            if counted:
+                self.work[i] += 1
 
             def back(
                 result: Any,
@@ -330,8 +333,10 @@ class _CopiesLogic(StageLogic[Any, Any]):
                 i: int = i,
                 index: int = index,
                 done: Any = done,
+                counted: bool = counted,
             ) -> None:
-                self.work[i] -= 1
+                if counted:
+                    self.work[i] -= 1
                 self.dirty.add(i)
                 self.copies[i].work_done(index, done, result, error)
                 self._pump()

@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 
 import pytest
 
-from rxpipe import Flow, IdleTimeoutError, PushEngine, Stage, StageLogic
+from rxpipe import Flow, IdleTimeoutError, PushEngine, Stage, StageLogic, stage
 from rxpipe._core.work import Timer, Work, now
 from rxpipe.engines import Engine
 from rxpipe.stages import Ports
@@ -405,3 +405,13 @@ def test_timer_sources_refuse_bad_durations() -> None:
     with pytest.raises(ValueError, match="timer"):
         Flow.timer(-1)
     assert Flow.timer(0).stage_names == ("timer",)
+
+
+def test_parallel_copies_with_timers_do_not_stall(engine: Engine) -> None:
+    """A copy's cancelled timer is never called back: counted as work, it left the copy busy
+    forever and the stage stalled."""
+    flow = Flow.range(10).parallel(2, stage().chunk(2, within=5))
+    with clock_for(engine):
+        got = flow.to_list(engine=engine)
+    assert sorted(_flatten(got)) == list(range(10))
+    assert all(1 <= len(g) <= 2 for g in got)
