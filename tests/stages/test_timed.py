@@ -73,9 +73,9 @@ def test_timers_are_call_later_handles_not_tasks() -> None:
             scheduled.append((0, t, lambda r, e, i=i: fired.append(i)))
         work.start(scheduled)
         assert len(asyncio.all_tasks()) == 1  # this coroutine's own task only
-        assert len(work.running) == 100
+        assert work.running == 100
         timers[0].cancel()
-        assert len(work.running) == 99
+        assert work.running == 99
         await asyncio.sleep(1.005)  # virtual: the first live timer (1.01 s) has not fired
         assert not work.finished
         await asyncio.sleep(0.01)
