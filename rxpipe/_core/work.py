@@ -509,12 +509,22 @@ def run_or_start(coro: Coroutine[Any, Any, T]) -> tuple[Any, asyncio.Task[T] | N
         first = coro.send(None)
     except StopIteration as stop:
         return stop.value, None
-    return None, asyncio.ensure_future(_Resume(coro, first).run())
+    return None, asyncio.ensure_future(_Resumed(coro, first))
+
+
+_STARTED: Final[Any] = object()
 
 
 @final
-class _Resume:
-    """A started coroutine, continued from the value its first step yielded."""
+class _Resumed(Coroutine[Any, Any, Any]):
+    """A coroutine already run to its first suspension, for a task to go on with.
+
+    The task's first step gets the value that suspension yielded (the future it waits on,
+    flagged as such), the later steps go to the coroutine. A task cancelled before its first
+    step throws the cancellation in here, so it reaches the coroutine where it waits (an
+    ``async def`` wrapper would be cancelled before it started, leaving the coroutine, and an
+    async generator it was reading, suspended for good).
+    """
 
     __slots__ = ("coro", "first")
 
@@ -522,28 +532,25 @@ class _Resume:
         self.coro = coro
         self.first = first
 
-    async def run(self) -> Any:
-        return await self
+    def send(self, value: Any) -> Any:
+        first = self.first
+        if first is not _STARTED:
+            self.first = _STARTED
+            return first
+        return self.coro.send(value)
 
-    def __await__(self) -> Generator[Any, Any, Any]:
-        coro, yielded = self.coro, self.first
-        self.first = None
-        while True:
-            try:
-                sent = yield yielded  # the future it waits on goes up to the task as is
-            except GeneratorExit:
-                coro.close()
-                raise
-            except BaseException as exc:  # cancellation: into the coroutine
-                try:
-                    yielded = coro.throw(exc)
-                except StopIteration as stop:
-                    return stop.value
-            else:
-                try:
-                    yielded = coro.send(sent)
-                except StopIteration as stop:
-                    return stop.value
+    def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
+        self.first = _STARTED
+        if val is None and tb is None:
+            return self.coro.throw(typ)
+        return self.coro.throw(typ, val, tb)  # pragma: no cover - the old signature
+
+    def close(self) -> None:
+        self.first = _STARTED
+        self.coro.close()
+
+    def __await__(self) -> Generator[Any, Any, Any]:  # pragma: no cover - tasks only send
+        raise TypeError("a resumed coroutine is run by its task, not awaited")
 
 
 async def settle_tasks(tasks: Iterable[asyncio.Future[Any]]) -> bool:
