@@ -6,6 +6,7 @@ of the pull/push handshake. Stages never import an engine.
 """
 
 from rxpipe._core.stats import StageStats
+from rxpipe._core.work import now
 from rxpipe.stages._base import LinearLogic, LinearStage, Ports, Stage, StageLogic
 from rxpipe.stages.buffering import Buffer, Overflow
 from rxpipe.stages.errors import ErrorMode, Node, Result
@@ -35,4 +36,5 @@ __all__ = (
     "TakeWhile",
     "Tap",
     "Throttle",
+    "now",
 )
