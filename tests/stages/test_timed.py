@@ -415,3 +415,14 @@ def test_parallel_copies_with_timers_do_not_stall(engine: Engine) -> None:
         got = flow.to_list(engine=engine)
     assert sorted(_flatten(got)) == list(range(10))
     assert all(1 <= len(g) <= 2 for g in got)
+
+
+def test_an_observed_stage_gets_its_timers(engine: Engine) -> None:
+    """An observed run wraps the logic in a stopwatch, which must pass on_timer through."""
+    gap = 1.0 if _virtual(engine) else 0.3
+    within = 0.5 if _virtual(engine) else 0.02
+    source = Flow.from_async_iterable(_bursts([0, 1], [2], gap=gap))
+    with clock_for(engine):
+        report = source.chunk(5, within=within).observe("batch").run(engine=engine)
+    assert report.stages["batch"].emitted == 2  # [0, 1] closed on time, then [2]
+    assert report.stages["batch"].busy_seconds is not None
