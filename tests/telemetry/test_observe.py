@@ -149,8 +149,9 @@ def test_the_bottleneck_is_the_slow_async_stage(engine: Engine, slow_at: int) ->
 
 
 def test_a_bursty_stage_gets_a_buffer_of_about_twenty(engine: Engine) -> None:
-    """Every 25th item takes 10x the median (p99 / median = 10): 2 * 10 = 20."""
-    base = 0.002
+    """Every 25th item takes 10x the median (p99 / median = 10): 2 * 10 = 20. Real sleeps
+    oversleep under load (more, relatively, for short ones), so "about" is 14 to 30 here."""
+    base = 0.004
 
     def bursty(x: int) -> int:
         time.sleep(base * (10 if x % 25 == 0 else 1))
@@ -160,7 +161,7 @@ def test_a_bursty_stage_gets_a_buffer_of_about_twenty(engine: Engine) -> None:
     quantiles = report.stages["bursty"].duration_quantiles
     assert quantiles is not None
     assert report.suggested_buffers is not None
-    assert 15 <= report.suggested_buffers["bursty"] <= 25, (quantiles, str(report))
+    assert 14 <= report.suggested_buffers["bursty"] <= 30, (quantiles, str(report))
 
 
 def test_the_report_prints_as_a_table(engine: Engine) -> None:
