@@ -26,10 +26,10 @@ from collections.abc import Awaitable, Callable, Hashable, Sequence
 from time import perf_counter
 from typing import Any, Final, Protocol, final
 
+from rxpipe._core.clock import Timer
 from rxpipe._core.notes import annotate
 from rxpipe._core.stats import Done, StageStats
 from rxpipe._core.telemetry import StageTiming
-from rxpipe._core.work import Timer
 
 __all__ = ("Interpreter", "Logic", "LogicFactory")
 

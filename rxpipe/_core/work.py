@@ -39,12 +39,13 @@ handle.
 from __future__ import annotations
 
 import asyncio
-import time
+import math
 import types
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterable
-from typing import Any, Final, TypeVar, final
+from typing import Any, Final, Protocol, TypeVar, final
 
+from rxpipe._core.clock import Timer
 from rxpipe._core.notes import annotate
 from rxpipe._core.stats import Done
 
@@ -53,9 +54,7 @@ __all__ = (
     "STALL",
     "Lane",
     "LaneCall",
-    "Timer",
     "Work",
-    "now",
     "run_or_start",
     "settle_tasks",
 )
@@ -124,46 +123,12 @@ class _Runner:
         self.cancelled = False
 
 
-def now() -> float:
-    """The time timers count in: the running event loop's clock (``time.monotonic`` without one).
+class Receivable(Protocol):
+    """An input that can wake a future when it has an item (an asyncio channel)."""
 
-    A stage reads it to measure since when (``throttle``'s token bucket), so a test that runs
-    the loop on virtual time (:func:`rxpipe.testing.virtual_time`) controls that too.
-    """
-    try:
-        return asyncio.get_running_loop().time()
-    except RuntimeError:
-        return time.monotonic()
+    def wake_when_receivable(self, fut: asyncio.Future[None]) -> bool: ...
 
-
-@final
-class Timer:
-    """A one-shot timer a stage asked for; :meth:`Work.start` arms it, :meth:`cancel` disarms.
-
-    It is queued where work is (``Interpreter.scheduled``), so a composite stage that forwards
-    its sub-chain's work to its own ports forwards timers with it, unchanged.
-    """
-
-    __slots__ = ("cancelled", "delay", "handle", "work")
-
-    def __init__(self, delay: float) -> None:
-        self.delay = delay
-        self.cancelled = False
-        self.handle: asyncio.TimerHandle | None = None
-        self.work: Work | None = None  # the Work it is armed on
-
-    def __call__(self) -> Awaitable[Any]:  # pragma: no cover - Work.start never calls it
-        raise TypeError("a Timer is armed by Work.start, not awaited")
-
-    def cancel(self) -> None:
-        """Disarm: its expiry is never delivered (armed or not yet)."""
-        if self.cancelled:
-            return
-        self.cancelled = True
-        handle, work = self.handle, self.work
-        if handle is not None and work is not None:
-            handle.cancel()
-            work._disarmed(self)
+    def forget_receiver(self, fut: asyncio.Future[None]) -> None: ...
 
 
 @final
@@ -177,10 +142,11 @@ class Work:
         "_runners",
         "_spinning",
         "_stopping",
-        "_timers",
         "_waiter",
         "finished",
+        "next_due",
         "running",
+        "timers",
     )
 
     def __init__(self) -> None:
@@ -197,8 +163,10 @@ class Work:
         self._stopping = False
         #: The driver's input, awaited beside the work (see :meth:`awaiting`).
         self._input: asyncio.Future[Any] | None = None
-        #: Armed timers (counted in ``running`` too).
-        self._timers: set[Timer] = set()
+        #: Armed timers (counted in ``running`` too): stage, callback and loop time due of each.
+        self.timers: dict[Timer, tuple[int, Done, float]] = {}
+        #: The earliest loop time an armed timer is due (``math.inf`` with none).
+        self.next_due = math.inf
 
     def start(self, scheduled: deque[tuple[int, Callable[[], Awaitable[Any]], Done]]) -> None:
         """Start every piece of work the stages scheduled since the last call."""
@@ -230,10 +198,14 @@ class Work:
 
     def _arm(self, index: int, timer: Timer, done: Done) -> None:
         timer.work = self
-        timer.handle = asyncio.get_running_loop().call_later(
+        handle = asyncio.get_running_loop().call_later(
             timer.delay, self._expired, index, timer, done
         )
-        self._timers.add(timer)
+        timer.handle = handle
+        when = handle.when()
+        self.timers[timer] = (index, done, when)
+        if when < self.next_due:
+            self.next_due = when
         self.running += 1
 
     def _expired(self, index: int, timer: Timer, done: Done) -> None:
@@ -241,11 +213,30 @@ class Work:
         self.finished.append((index, done, None, None))
         self.wake()
 
+    def fire_due(self) -> bool:
+        """Expire now every armed timer whose time has come; whether there was one.
+
+        For a driver whose input may come while its loop is busy (read inline, or taken
+        ready from a channel): a timer due meanwhile is delivered before that input, not
+        after it (nor a few hundred items later).
+        """
+        time = asyncio.get_running_loop().time()
+        if time < self.next_due:
+            return False
+        due = [(timer, where) for timer, where in self.timers.items() if where[2] <= time]
+        for timer, (index, done, _) in due:
+            if timer.handle is not None:
+                timer.handle.cancel()
+            self._expired(index, timer, done)
+        return bool(due)
+
     def _disarmed(self, timer: Timer) -> None:
         timer.handle = timer.work = None
         if not self._stopping:
-            self._timers.discard(timer)
+            where = self.timers.pop(timer, None)
             self.running -= 1
+            if where is not None and where[2] <= self.next_due:
+                self.next_due = min((w[2] for w in self.timers.values()), default=math.inf)
 
     def _hand(self, piece: _Piece) -> None:
         """Give ``piece`` to a free runner, or to a new one."""
@@ -411,6 +402,24 @@ class Work:
         finally:
             self._waiter = None
 
+    async def wait_beside(self, inbox: Receivable) -> None:
+        """Wait until a piece of work ends, a timer expires or ``inbox`` can be received from.
+
+        The inbox wakes the same future the work does, so waiting for input beside running
+        work costs no task (:meth:`awaiting` needs one per input that has to wait).
+        """
+        if self.finished:
+            return
+        waiter = self._waiter = asyncio.get_running_loop().create_future()
+        if not inbox.wake_when_receivable(waiter):
+            self._waiter = None
+            return
+        try:
+            await waiter
+        finally:
+            self._waiter = None
+            inbox.forget_receiver(waiter)
+
     async def wait_or_stall(self, stage: str) -> None:
         """The driver has nothing to do but wait for running work; with none running, the
         stage's logic broke the port protocol (it neither pushed nor pulled)."""
@@ -459,9 +468,10 @@ class Work:
         waiting in a lane never start.
         """
         self._stopping = True
-        for timer in self._timers:
+        for timer in self.timers:
             timer.cancel()
-        self._timers.clear()
+        self.timers.clear()
+        self.next_due = math.inf
         runners = self._runners
         pending: list[asyncio.Future[Any]] = [r.task for r in runners if r.task is not None]
         pending.extend(extra)

@@ -5,8 +5,8 @@ one-in, zero-or-more-out case, or :class:`Stage` (with a :class:`StageLogic`) fo
 of the pull/push handshake. Stages never import an engine.
 """
 
+from rxpipe._core.clock import now
 from rxpipe._core.stats import StageStats
-from rxpipe._core.work import now
 from rxpipe.stages._base import LinearLogic, LinearStage, Ports, Stage, StageLogic
 from rxpipe.stages.buffering import Buffer, Overflow
 from rxpipe.stages.errors import ErrorMode, Node, Result

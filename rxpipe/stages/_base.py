@@ -17,8 +17,8 @@ The protocol, for a stage with one input and one output:
 - ``cancel()`` cancels upstream only (the stage can still finish what it holds);
 - ``start_timer(key, delay)`` arms a named one-shot timer: ``on_timer(key)`` is called when
   it expires, unless it was cancelled (``cancel_timer(key)``) or restarted first. Timers run
-  on the engine's scheduler (no thread or task per timer), so only ``is_async`` stages use
-  them; they are cancelled when the stage stops.
+  on the engine's scheduler (no thread or task per timer; a run without an event loop keeps
+  them as deadlines), so any stage may use them; they are cancelled when the stage stops.
 
 Callbacks are synchronous and never concurrent, so logic state needs no locks.
 """
@@ -109,9 +109,11 @@ class Ports(Protocol[InT_co, OutT_contra]):
 
         Starting a timer that is active restarts it (the earlier expiry is never delivered).
         The expiry is delivered serially with the other callbacks, like the end of scheduled
-        work; the timer runs on the engine's event loop (a ``call_later`` handle, no task), so
-        only stages whose blueprint sets ``is_async = True`` may use timers. A stage's timers
-        are cancelled when it completes, fails or the run stops.
+        work: on an event loop it is a ``call_later`` handle (no task); a run without a loop
+        (a sync pull run, a blocking runner on the threads runtime) keeps it as a deadline,
+        delivered before the next input that arrives after it, or when the stage waits for
+        nothing else. Any stage may use timers (no ``is_async`` needed). A stage's timers are
+        cancelled when it completes, fails or the run stops.
         """
         ...
 

@@ -29,8 +29,8 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any, ClassVar, Final, NamedTuple, TypeVar
 
+from rxpipe._core.clock import Timer
 from rxpipe._core.stats import StageStats
-from rxpipe._core.work import Timer
 from rxpipe.stages._base import Ports, Stage, StageLogic
 from rxpipe.stages.callables import check_sync_callable
 from rxpipe.stages.errors import Node, annotate, interpreter

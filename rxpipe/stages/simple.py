@@ -300,10 +300,6 @@ class Chunk(Stage[T, list[T]]):
         if self.within is not None:
             check_seconds(self.within, "chunk(within=)")
 
-    @property
-    def is_async(self) -> bool:  # type: ignore[override]
-        return self.within is not None  # its timer needs the engine's event loop
-
     def create_logic(self, ports: Ports[T, list[T]]) -> StageLogic[T, list[T]]:
         if self.within is not None:
             return _ChunkWithinLogic(ports, self.n, self.within)
@@ -360,12 +356,16 @@ class _ChunkWithinLogic(StageLogic[T, list[T]]):
         self.ports.pull()
 
     def on_push(self) -> None:
-        group = self.group
-        group.append(self.ports.grab())
-        if len(group) == 1:
-            self.ports.start_timer(_WITHIN, self.within)
-        if len(group) >= self.n:
+        ports, group = self.ports, self.group
+        group.append(ports.grab())
+        size = len(group)
+        if size == 1:
+            ports.start_timer(_WITHIN, self.within)
+        if size >= self.n:
             self._close()
+        elif self.ready is None:
+            ports.pull()  # the group fills: what _advance does then, without the checks
+            return
         self._advance()
 
     def on_timer(self, key: Hashable) -> None:

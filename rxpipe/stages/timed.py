@@ -13,7 +13,7 @@ from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Final, TypeVar
 
-from rxpipe._core.work import now
+from rxpipe._core.clock import now
 from rxpipe.errors import IdleTimeoutError
 from rxpipe.stages._base import Ports, Stage, StageLogic
 from rxpipe.stages.simple import check_count, check_seconds
@@ -40,7 +40,6 @@ class Throttle(Stage[T, T]):
     per: float = 1.0
     burst: int = 1
     operator: ClassVar[str] = "throttle"
-    is_async: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
         if isinstance(self.rate, bool) or not isinstance(self.rate, int | float):
@@ -127,7 +126,6 @@ class IdleTimeout(Stage[T, T]):
 
     seconds: float
     operator: ClassVar[str] = "idle_timeout"
-    is_async: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
         check_seconds(self.seconds, "idle_timeout(seconds)")

@@ -8,10 +8,11 @@ then runs in no real time, and what it does depends only on the order of events,
 how fast the machine is.
 
 It fits every run whose work shares one event loop: the pull engine and the push engine's
-asyncio runtime. The threads runtime gives each async stage a loop of its own in its thread;
-such a loop also waits for other threads, which virtual time would skip, so test the threads
-runtime on real time with assertions that do not depend on the timing (the timer still has
-to fire for the flow to finish, say).
+asyncio runtime. A synchronous pull run, which keeps its timers as deadlines without a loop,
+reads a virtual clock too: waiting for its next timer moves that clock instead of sleeping.
+The threads runtime runs each stage in a thread of its own, which also waits for other
+threads (virtual time would skip those waits), so test it on real time with assertions that
+do not depend on the timing (the timer still has to fire for the flow to finish, say).
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ import selectors
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, final
+
+from rxpipe._core.clock import use_clock
 
 __all__ = ("VirtualTimeLoop", "virtual_time")
 
@@ -80,12 +83,29 @@ class _Policy(asyncio.DefaultEventLoopPolicy):
         return VirtualTimeLoop()
 
 
+@final
+class _LooplessClock:
+    """The clock of runs without an event loop inside :func:`virtual_time`: waiting moves it."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def read(self) -> float:
+        return self.now
+
+    def wait(self, seconds: float) -> None:
+        self.now += max(0.0, seconds)
+
+
 @contextmanager
 def virtual_time() -> Iterator[None]:
-    """Make every event loop created inside the block a :class:`VirtualTimeLoop`."""
+    """Make every event loop created inside the block a :class:`VirtualTimeLoop`, and put
+    runs without a loop on a virtual clock of their own."""
     previous = asyncio.get_event_loop_policy()
     asyncio.set_event_loop_policy(_Policy())
+    loopless = _LooplessClock()
     try:
-        yield
+        with use_clock(loopless.read, loopless.wait):
+            yield
     finally:
         asyncio.set_event_loop_policy(previous)

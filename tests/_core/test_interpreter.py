@@ -9,9 +9,9 @@ from typing import ClassVar
 import pytest
 
 from rxpipe import Flow, stage
+from rxpipe._core.clock import Timer
 from rxpipe._core.interpreter import Interpreter
 from rxpipe._core.stats import StageStats
-from rxpipe._core.work import Timer
 from rxpipe.engines import Engine
 from rxpipe.stages import LinearLogic, LinearStage, Ports, StageLogic
 from tests.helpers import Abort

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 
 from rxpipe import Flow, PushEngine, Result, Retry, stage
-from rxpipe._core.work import now
+from rxpipe._core.clock import now
 from rxpipe.engines import Engine
 from rxpipe.stages import Map
 from rxpipe.testing import virtual_time

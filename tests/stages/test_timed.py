@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Hashable, Iterator
@@ -23,7 +24,8 @@ from typing import Any, ClassVar
 import pytest
 
 from rxpipe import Flow, IdleTimeoutError, PushEngine, Stage, StageLogic, stage
-from rxpipe._core.work import Timer, Work, now
+from rxpipe._core.clock import Timer, now, use_clock
+from rxpipe._core.work import Work
 from rxpipe.engines import Engine
 from rxpipe.stages import Ports
 from rxpipe.stages.sources import TickSource
@@ -170,15 +172,85 @@ def test_a_custom_stage_restarts_and_cancels_its_timer(engine: Engine) -> None:
         assert got == sorted(set(got))
 
 
-def test_a_timer_without_an_event_loop_is_refused() -> None:
-    """A stage that uses timers but forgot ``is_async`` fails clearly on a sync run."""
+class _FakeClock:
+    """A clock a sync source moves by hand (the run has no loop: deadlines read this)."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.slept: list[float] = []
+
+    def read(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+@dataclass(frozen=True)
+class _LooplessDebounce(Stage[int, int]):
+    """The debounce above without ``is_async``: its timers need no event loop."""
+
+    quiet: float
+    operator: ClassVar[str] = "debounce"
+
+    def create_logic(self, ports: Ports[int, int]) -> StageLogic[int, int]:
+        return _DebounceLogic(ports, self.quiet)
+
+
+def test_a_timer_needs_no_event_loop_on_a_sync_run() -> None:
+    """A sync pull run keeps timers as deadlines: a timer due while a read blocked is
+    delivered before the item that read brought, and no event loop is started."""
+    fake = _FakeClock()
+
+    def source() -> Iterator[int]:
+        assert not _loop_running()
+        yield 1
+        yield 2
+        fake.now += 1.0  # a blocking read: the 0.5 s quiet period of 2 passes meanwhile
+        yield 3
+        yield 4
+        fake.now += 0.1  # not quiet long enough: 3 is dropped, 4 is the burst's last
+        yield 5
+
+    with use_clock(fake.read, fake.sleep):
+        got = Flow.from_iterable(source()).via(_LooplessDebounce(0.5)).to_list()
+    assert got == [2, 5]
+
+
+def _loop_running() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+def test_a_sync_run_sleeps_until_a_timer_when_it_waits_for_nothing_else() -> None:
+    """throttle on a sync run waits with the clock's sleep, to the deadline and no longer."""
+    fake = _FakeClock()
+    with use_clock(fake.read, fake.sleep):
+        got = Flow.range(4).throttle(2, per=1.0).to_list()
+    assert got == [0, 1, 2, 3]
+    assert fake.slept == [0.5, 0.5, 0.5]  # after the one-item burst, one token per 0.5 s
+
+
+def test_scheduled_work_without_an_event_loop_is_refused() -> None:
+    """A stage that schedules work but forgot ``is_async`` fails clearly on a sync run."""
+
+    class _Scheduling(StageLogic[int, int]):
+        def on_pull(self) -> None:
+            self.ports.schedule(lambda: asyncio.sleep(0), lambda _r, _e: None)
+
+        def on_push(self) -> None:  # pragma: no cover - never gets there
+            pass
 
     @dataclass(frozen=True)
     class Forgetful(Stage[int, int]):
         operator: ClassVar[str] = "forgetful"
 
         def create_logic(self, ports: Ports[int, int]) -> StageLogic[int, int]:
-            return _DebounceLogic(ports, 0.1)
+            return _Scheduling(ports)
 
     with pytest.raises(RuntimeError, match="is_async = True"):
         Flow.range(3).via(Forgetful()).to_list()
@@ -207,6 +279,57 @@ def test_chunk_within_closes_a_group_on_time(engine: Engine) -> None:
         assert got == [[0, 1, 2], [3, 4, 5, 6], [7], [8]]
     else:  # a group of the first burst closed on time: 3 never joins 0
         assert not any(0 in g and 3 in g for g in got)
+
+
+def _slow_reads(n: int, seconds: float, fake: _FakeClock) -> Iterator[int]:
+    """A sync source whose every read takes ``seconds``: of the running virtual loop's time,
+    of ``fake``'s (a run without a loop), or real time (the threads runtime)."""
+    for i in range(n):
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        if isinstance(loop, VirtualTimeLoop):
+            loop.advance(seconds)
+        elif loop is None and isinstance(threading.current_thread(), threading._MainThread):
+            fake.now += seconds
+        else:
+            time.sleep(seconds)
+        yield i
+
+
+@pytest.mark.parametrize("async_run", [False, True], ids=["sync-run", "async-run"])
+def test_chunk_within_closes_on_time_behind_a_slow_sync_source(
+    engine: Engine, async_run: bool
+) -> None:
+    """Regression: a sync source read inline gave the loop a turn only every 256 reads, so a
+    pull run closed its group 256 items late (one group of 12 here); a timer due while a read
+    blocked is now delivered before that read's item, on every engine, with or without a loop.
+    """
+    if isinstance(engine, PushEngine) and engine.runtime == "asyncio":
+        pytest.skip(
+            "a sync source on the asyncio runtime shares the loop and sends a channelful per "
+            "turn: those items arrive together (docs/time.md says so)"
+        )
+    fake = _FakeClock()
+    virtual = _virtual(engine)
+    step, within = (0.3, 1.0) if virtual else (0.03, 0.1)
+    flow = Flow.from_iterable(_slow_reads(12, step, fake)).chunk(100, within=within)
+    if async_run:  # a later async stage puts the pull run on a loop (the chunk reads inline)
+        flow = flow.map_async(_same)
+    loopless = use_clock(fake.read, fake.sleep) if virtual else contextlib.nullcontext()
+    with clock_for(engine), loopless:
+        got = flow.to_list(engine=engine)
+    assert _flatten(got) == list(range(12))
+    if virtual:  # items at 0.3, 0.6, 0.9 | 1.2 ... : the item after the deadline opens a group
+        assert [len(g) for g in got] == [4, 4, 4]
+    else:
+        assert len(got) >= 3
+        assert max(len(g) for g in got) <= 4
+
+
+async def _same(x: int) -> int:
+    return x
 
 
 def test_chunk_within_counts_from_the_first_item_of_the_group(engine: Engine) -> None:

@@ -15,9 +15,11 @@ import asyncio
 import functools
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Generator, Iterator, Sequence
 from typing import Any, Final, cast, final
 
+from rxpipe._core import clock
+from rxpipe._core.clock import Deadlines
 from rxpipe._core.interpreter import Interpreter
 from rxpipe._core.stats import StageStats
 from rxpipe._core.steps import (
@@ -29,6 +31,7 @@ from rxpipe._core.steps import (
     SEND,
     STALL,
     Failure,
+    Steps,
     stage_steps,
 )
 from rxpipe._core.work import Work
@@ -157,15 +160,24 @@ def _segments(nodes: Sequence[Node], stats: Sequence[StageStats], fuse: bool) ->
 
 def _drive(interp: Interpreter, src: Iterator[Any], upstream: StageStats) -> Iterator[Any]:
     """A generic segment in a sync run: the kernel's step machine, its output yielded to the
-    consumer (one ``demand`` per item asked for), its input read from ``src``."""
-    steps = stage_steps(interp, _NO_WORK)
+    consumer (one ``demand`` per item asked for), its input read from ``src``.
+
+    Once a stage starts a timer the rest of the run goes on in :func:`_drive_timed`: a run
+    that never does pays nothing for timers.
+    """
+    finished: deque[Any] = deque()
+    steps = stage_steps(interp, finished)
     output, scheduled = interp.output, interp.scheduled
+    held: list[Any] = []  # an input read but not yet handed over (see _drive_timed)
     got: Any = None
     try:
         op = next(steps)
         while True:
             if scheduled:
-                raise RuntimeError(_NO_LOOP)
+                how = yield from _drive_timed(steps, op, interp, src, upstream, finished, held)
+                if how is not COMPLETE and how is not GONE:
+                    raise how
+                return
             if op == SEND:
                 yield output.popleft()
                 got = None
@@ -180,6 +192,10 @@ def _drive(interp: Interpreter, src: Iterator[Any], upstream: StageStats) -> Ite
             raise ended.value from None
     finally:
         steps.close()
+        if held and _is_item(held[0]):
+            # read from upstream, never handed over: the first stage received it and lost it
+            interp.stats[0].received += 1
+            interp.stats[0].lost += 1
         if not interp.finished:
             interp.cancel()
         interp.stop()
@@ -188,8 +204,60 @@ def _drive(interp: Interpreter, src: Iterator[Any], upstream: StageStats) -> Ite
             close()
 
 
-#: A sync segment runs no work: the step machine's queue of ended work stays empty.
-_NO_WORK: Final[deque[Any]] = deque()
+def _drive_timed(
+    steps: Steps,
+    op: int,
+    interp: Interpreter,
+    src: Iterator[Any],
+    upstream: StageStats,
+    finished: deque[Any],
+    held: list[Any],
+) -> Generator[Any, None, Any]:
+    """:func:`_drive` once a stage started a timer: the timers are deadlines, no event loop.
+
+    A timer that came due is delivered before the input read after it (a ``chunk(within=)``
+    group closes before an item that came late), and before the next read when the consumer
+    had the thread meanwhile; a stage waiting for nothing but a timer sleeps until it is due.
+    """
+    output, scheduled = interp.output, interp.scheduled
+    timers = Deadlines(finished)
+    monotonic = clock.monotonic
+    sent = False
+    got: Any = None
+    try:
+        while True:
+            if scheduled:
+                timers.arm(scheduled)
+            if op == SEND:
+                yield output.popleft()
+                got = None
+                sent = True
+            elif op == RECEIVE:
+                if held:
+                    got = held.pop()
+                elif sent and timers.next_due <= monotonic() and timers.fire():
+                    got = NOTHING  # due while the consumer had the thread: deliver it first
+                else:
+                    got = _next_outcome(src, upstream)
+                    if timers.next_due <= monotonic() and timers.fire():
+                        held.append(got)  # the timer first, then this input
+                        got = NOTHING
+                sent = False
+            elif not timers.wait():
+                raise RuntimeError(STALL)
+            else:
+                got = None
+            op = steps.send(got)
+            got = None
+    except StopIteration as ended:
+        return ended.value  # how the steps ended
+    finally:
+        timers.clear()
+
+
+def _is_item(got: Any) -> bool:
+    """Whether an outcome of a read is an item (not the end, a failure or nothing)."""
+    return got is not NOTHING and got is not END and type(got) is not Failure
 
 
 async def _adrive(
@@ -214,6 +282,8 @@ async def _adrive(
     sync_src = cast("Iterator[Any]", src) if sync else None
     receive = functools.partial(_anext_outcome, cast("AsyncIterator[Any]", src), upstream)
     inline_reads = 0
+    loop_time = asyncio.get_running_loop().time
+    held: list[Any] = []  # an input read inline, handed over after a timer that came due
     got: Any = None
     try:
         op = next(steps)
@@ -224,10 +294,16 @@ async def _adrive(
                 yield output.popleft()
                 got = None
             elif op == RECEIVE:
-                if sync_src is not None:
+                if held:
+                    got = held.pop()
+                elif sync_src is not None:
                     got = _next_outcome(sync_src, upstream)
                     inline_reads += 1
-                    if inline_reads >= _YIELD_EVERY:
+                    if work.timers and work.next_due <= loop_time() and work.fire_due():
+                        # due while the read blocked the loop: the timer first, then the input
+                        held.append(got)
+                        got = NOTHING
+                    elif inline_reads >= _YIELD_EVERY:
                         inline_reads = 0
                         await asyncio.sleep(0)
                 else:
@@ -243,7 +319,9 @@ async def _adrive(
     finally:
         again = await work.stop()
         got = work.input_at_stop()
-        if got is not NOTHING and got is not END and type(got) is not Failure:
+        if held and _is_item(held[0]):
+            got = held[0]
+        if _is_item(got):
             # upstream handed it over while the segment was stopping: the first stage
             # received it and held it, so it is lost there (upstream counted it emitted)
             interp.stats[0].received += 1
@@ -282,12 +360,6 @@ async def _anext_outcome(src: AsyncIterator[Any], upstream: StageStats) -> Any:
         return END
     except Exception as exc:
         return Failure(annotate(exc, upstream.name))
-
-
-_NO_LOOP: Final = (
-    "a stage scheduled asynchronous work in a run without an event loop; its blueprint must "
-    "set is_async = True"
-)
 
 
 async def _cooperative(src: Iterator[Any]) -> AsyncIterator[Any]:

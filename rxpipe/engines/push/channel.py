@@ -160,6 +160,26 @@ class AsyncChannel(ChannelState[T, "asyncio.Future[bool]"]):
             await self._wait_for_items()
         return self._take_batch(max_n)
 
+    def wake_when_receivable(self, fut: asyncio.Future[None]) -> bool:
+        """Set ``fut`` once an item can be taken (or the stream ended), taking nothing.
+
+        A stage with work or timers running waits for its input and for them on one future
+        (``Work.wait_beside``), with no task for the receive. Returns ``False``, registering
+        nothing, if an item can be taken now (or the stream ended: ``receive_nowait`` says how).
+        Pair it with :meth:`forget_receiver` once the wait is over.
+        """
+        try:
+            if self._receivable():
+                return False
+        except Exception:
+            return False
+        self._receivers.append(fut)
+        return True
+
+    def forget_receiver(self, fut: asyncio.Future[None]) -> None:
+        """Withdraw a future given to :meth:`wake_when_receivable` (woken or not)."""
+        _discard(self._receivers, fut)
+
     # -- the waiting strategy ---------------------------------------------------------------
     async def _send_slow(self, item: T) -> None:
         await self._wait_for_space()

@@ -14,6 +14,7 @@ import asyncio
 import functools
 from typing import Any, Final
 
+from rxpipe._core.clock import Deadlines
 from rxpipe._core.steps import COMPLETE, END, GONE, NOTHING, RECEIVE, SEND, STALL, Failure
 from rxpipe.engines.push._channel_common import (
     BrokenChannelError,
@@ -28,11 +29,6 @@ __all__ = ("drive_async", "drive_blocking", "fail_stage")
 
 #: Ready input items a stage with work running takes in a row before it yields to its loop.
 _READY_IN_A_ROW: Final = 64
-
-_NO_LOOP: Final = (
-    "a stage scheduled asynchronous work in a run without an event loop; its blueprint must "
-    "set is_async = True"
-)
 
 _CLOSED: Final[Any] = object()  # a receive found its own end closed: the run is stopping
 
@@ -77,7 +73,11 @@ async def drive_async(part: Part) -> None:
     outbox = part.outbox
     send_nowait, receive_nowait = outbox.send_nowait, part.inbox.receive_nowait
     receive = functools.partial(_receive, part)
+    # an asyncio channel wakes the future running work wakes (see Work.wait_beside)
+    wake_me = part.inbox if hasattr(part.inbox, "wake_when_receivable") else None
+    loop_time = asyncio.get_running_loop().time
     ready_in_a_row = 0
+    held: list[Any] = []  # an input taken after a timer came due, handed over after it
     got: Any = None
     try:
         op = next(steps)
@@ -99,6 +99,11 @@ async def drive_async(part: Part) -> None:
                 del item
                 output.popleft()
             elif op == RECEIVE:
+                if held:
+                    got = held.pop()
+                    op = steps.send(got)
+                    got = None
+                    continue
                 got = NOTHING
                 # a ready item is taken at once; beside running work, only so many in a row
                 if ready_in_a_row < _READY_IN_A_ROW and not work.input_pending:
@@ -109,12 +114,37 @@ async def drive_async(part: Part) -> None:
                     except Exception as exc:
                         got = _outcome(exc, part)
                 if got is NOTHING:
+                    if ready_in_a_row >= _READY_IN_A_ROW:
+                        await asyncio.sleep(0)  # the running work gets its turn
                     ready_in_a_row = 0
-                    got = await work.awaiting(receive)
+                    if (
+                        wake_me is not None
+                        and not work.input_pending
+                        and (work.running or work.finished)
+                    ):
+                        # input, ended work and timers all wake one future: no task
+                        await work.wait_beside(wake_me)
+                        try:
+                            got = receive_nowait()
+                        except WouldBlock:
+                            got = NOTHING
+                        except Exception as exc:
+                            got = _outcome(exc, part)
+                    else:
+                        got = await work.awaiting(receive)
                 elif work.running:
                     ready_in_a_row += 1
                 if got is _CLOSED:
                     return
+                if (
+                    work.timers
+                    and got is not NOTHING
+                    and work.next_due <= loop_time()
+                    and work.fire_due()
+                ):
+                    # due while other tasks held the loop: the timer first, then this input
+                    held.append(got)
+                    got = NOTHING
             else:  # WAIT
                 await work.wait_or_stall(part.stats.name)
                 got = None
@@ -123,7 +153,15 @@ async def drive_async(part: Part) -> None:
     except StopIteration as ended:
         _end(part, ended.value)
     finally:
+        _count_held(part, held)
         await _stop_async(part)
+
+
+def _count_held(part: Part, held: list[Any]) -> None:
+    """An input taken and never handed over (the run ended meanwhile) is lost in this stage."""
+    if held and held[0] is not END and type(held[0]) is not Failure:
+        part.stats.received += 1
+        part.stats.lost += 1
 
 
 async def _stop_async(part: Part) -> None:
@@ -138,15 +176,27 @@ async def _stop_async(part: Part) -> None:
 
 
 def drive_blocking(part: Part) -> None:
-    """Run a part on the calling thread: every receive and send blocks it."""
+    """Run a part on the calling thread: every receive and send blocks it.
+
+    A stage's timers are deadlines here (no event loop): a receive waits at most until the
+    next one, a due timer is delivered before the input read after it, and a stage waiting
+    for nothing but a timer sleeps until it is due.
+    """
     steps, output, scheduled = part.steps, part.output, part.scheduled
-    inbox, outbox = part.inbox, part.outbox
+    outbox = part.outbox
+    timers: Deadlines | None = None
+    held: list[Any] = []  # an input read after a timer came due, handed over after it
     got: Any = None
     try:
         op = next(steps)
         while True:
             if scheduled:
-                raise annotate(RuntimeError(_NO_LOOP), part.stats.name)
+                if timers is None:
+                    timers = Deadlines(part.work.finished)
+                try:
+                    timers.arm(scheduled)
+                except RuntimeError as exc:
+                    raise annotate(exc, part.stats.name) from None
             if op == SEND:
                 item = output[0]
                 try:
@@ -158,21 +208,44 @@ def drive_blocking(part: Part) -> None:
                 del item
                 output.popleft()
             elif op == RECEIVE:
-                try:
-                    got = inbox.receive()
-                except Exception as exc:
-                    got = _outcome(exc, part)
+                if held:
+                    got = held.pop()
+                else:
+                    got = _receive_blocking(part, timers)
                     if got is _CLOSED:
                         return
-            else:
+                    if timers is not None and timers.fire() and got is not NOTHING:
+                        held.append(got)  # the timer first, then this input
+                        got = NOTHING
+            elif timers is None or not timers.wait():
                 raise annotate(RuntimeError(STALL), part.stats.name)
+            else:
+                got = None
             op = steps.send(got)
             got = None
     except StopIteration as ended:
         _end(part, ended.value)
     finally:
+        _count_held(part, held)
+        if timers is not None:
+            timers.clear()
         part.steps.close()
         part.stop()
+
+
+def _receive_blocking(part: Part, timers: Deadlines | None) -> Any:
+    """One blocking receive, at most until the next timer is due (then :data:`NOTHING`)."""
+    inbox = part.inbox
+    left = None if timers is None else timers.time_left()
+    if left is not None:
+        try:  # wait apart from the receive: upstream may fail with a TimeoutError of its own
+            inbox.wait_receivable(timeout=left)
+        except TimeoutError:
+            return NOTHING
+    try:
+        return inbox.receive()
+    except Exception as exc:
+        return _outcome(exc, part)
 
 
 def fail_stage(exc: BaseException, inbox: Any, outbox: Any) -> None:

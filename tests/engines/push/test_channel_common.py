@@ -7,6 +7,7 @@ identical results and statistics.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, Protocol, runtime_checkable
 
 import pytest
@@ -49,7 +50,65 @@ def test_both_share_the_state_and_offer_the_non_blocking_protocol(make: Any) -> 
 
 def test_async_channel_adds_only_its_waiting() -> None:
     public = {name for name in vars(AsyncChannel) if not name.startswith("_")}
-    assert public == {"send", "send_many", "receive", "receive_batch"}
+    assert public == {
+        "send",
+        "send_many",
+        "receive",
+        "receive_batch",
+        "wake_when_receivable",
+        "forget_receiver",
+    }
+
+
+def test_async_channel_wakes_a_future_when_receivable_and_takes_nothing() -> None:
+    """The hook a stage with timers or work running waits on (``Work.wait_beside``)."""
+    asyncio.run(_wakes_a_future())
+
+
+async def _wakes_a_future() -> None:
+    loop = asyncio.get_running_loop()
+    ch: AsyncChannel[int] = AsyncChannel(2)
+    ch.send_nowait(1)
+    assert not ch.wake_when_receivable(loop.create_future())  # an item is ready: no wait
+    assert ch.receive_nowait() == 1
+    fut: asyncio.Future[None] = loop.create_future()
+    assert ch.wake_when_receivable(fut)
+    assert not fut.done()
+    ch.send_nowait(2)
+    assert fut.done()  # woken, and the item is still there for receive_nowait
+    ch.forget_receiver(fut)
+    assert ch.receive_nowait() == 2
+    other: asyncio.Future[None] = loop.create_future()
+    assert ch.wake_when_receivable(other)
+    ch.forget_receiver(other)  # withdrawn: a send wakes nobody and nothing is lost
+    ch.send_nowait(3)
+    assert not other.done()
+    assert ch.statistics().blocked_receivers == 0
+    ch.close()
+    assert ch.receive_nowait() == 3
+    assert not ch.wake_when_receivable(loop.create_future())  # ended: receive_nowait says so
+    with pytest.raises(EndOfChannel):
+        ch.receive_nowait()
+
+
+def test_a_rendezvous_hands_over_only_to_a_future_still_waiting() -> None:
+    asyncio.run(_rendezvous_hands_over())
+
+
+async def _rendezvous_hands_over() -> None:
+    loop = asyncio.get_running_loop()
+    ch: AsyncChannel[int] = AsyncChannel(0)
+    fut: asyncio.Future[None] = loop.create_future()
+    assert ch.wake_when_receivable(fut)
+    fut.set_result(None)  # woken by something else (a timer): no receiver waits any more
+    with pytest.raises(WouldBlock):
+        ch.send_nowait(1)
+    ch.forget_receiver(fut)
+    waiting: asyncio.Future[None] = loop.create_future()
+    assert ch.wake_when_receivable(waiting)
+    ch.send_nowait(2)  # a receiver waits: the rendezvous hands the item over
+    assert waiting.done()
+    assert ch.receive_nowait() == 2
 
 
 @CHANNELS
