@@ -21,7 +21,7 @@ from rxpipe.engines.base import Engine, Run
 from rxpipe.engines.pull.boundary import Boundary
 from rxpipe.engines.pull.engine import PullEngine, PullRun
 from rxpipe.engines.push.engine import PushRun
-from rxpipe.telemetry.live import LiveView, QueueReader
+from rxpipe.telemetry.live import Counts, CountsReader, LiveView, QueueReader, stats_reader
 
 if TYPE_CHECKING:
     from rxpipe._core.stats import StageStats
@@ -46,9 +46,22 @@ def _no_queues() -> dict[int, tuple[int, int]]:
     return {}
 
 
-def counters(run: Run[Any]) -> tuple[Sequence[StageStats], QueueReader] | None:
-    """A run's live counters and how to read its input queues (None: an engine not known)."""
+def counters(run: Run[Any]) -> tuple[list[str], CountsReader, QueueReader] | None:
+    """A run's stage names, how to read its counts and its input queues while it goes
+    (None: an engine this module does not know)."""
     if isinstance(run, PushRun):
+        stats = run.stats
+
+        def counts() -> list[Counts]:
+            # the asyncio runtime's lowered map/filter add their counts when they end; the
+            # channels count every item as it moves: stage i sends into channel i
+            chans = [ch.statistics() for ch in list(run.channels)]
+            out: list[Counts] = []
+            for i, st in enumerate(stats):
+                received = max(st.received, chans[i - 1].received) if 0 < i <= len(chans) else 0
+                emitted = max(st.emitted, chans[i].sent) if i < len(chans) else st.emitted
+                out.append((max(received, st.received), emitted, st.errored, st.lost))
+            return out
 
         def channels() -> dict[int, tuple[int, int]]:
             out: dict[int, tuple[int, int]] = {}
@@ -57,10 +70,11 @@ def counters(run: Run[Any]) -> tuple[Sequence[StageStats], QueueReader] | None:
                 out[i + 1] = (st.current, st.capacity)
             return out
 
-        return run.stats, channels
+        return [st.name for st in stats], counts, channels
     if isinstance(run, PullRun):
-        # PullRun keeps these private; read only, from the view's thread
-        stats: Sequence[StageStats] = run._stats
+        # PullRun keeps these private; read only, from the view's thread. An unfused run
+        # counts every item as it moves.
+        pstats: Sequence[StageStats] = run._stats
         buffers: list[tuple[int, Boundary]] = []
         position = 1
         for seg in run._segments:
@@ -71,7 +85,7 @@ def counters(run: Run[Any]) -> tuple[Sequence[StageStats], QueueReader] | None:
         def held() -> dict[int, tuple[int, int]]:
             return {i: (len(b.held), b.n) for i, b in buffers}
 
-        return stats, held if buffers else _no_queues
+        return [st.name for st in pstats], stats_reader(pstats), held if buffers else _no_queues
     return None
 
 
@@ -86,10 +100,10 @@ def watch(run: Run[T], view: LiveView | None, *, owned: bool = False) -> Run[T]:
     found = counters(run)
     if found is None:  # an engine of someone else's: nothing to read while it goes
         return run
-    stats, queues = found
+    names, counts, queues = found
     engine = getattr(run, "_engine", None)
     name = getattr(engine, "name", type(run).__name__)
-    return WatchedRun(run, view, view.attach(stats, queues, name), owned=owned)
+    return WatchedRun(run, view, view.attach(names, counts, queues, name), owned=owned)
 
 
 @final

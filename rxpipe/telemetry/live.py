@@ -7,9 +7,9 @@ refreshes a few times a second while the run goes, and stays printed once when i
 renderable); ``with view.watch():`` shows every run opened in the block, whatever terminal
 opens it (``to_list()``, ``for x in flow``...).
 
-The view reads the counters the engines keep on every run (:class:`~rxpipe._core.stats.StageStats`)
-and the stages' input queues, from a thread of its own (``rxpipe-live``), never from the
-pipeline's hot path; the thread ends with the run. ``rich`` is an optional extra
+The view reads what every run counts anyway (the stages' counters, the push engine's channel
+statistics) and the stages' input queues, from a thread of its own (``rxpipe-live``), never
+from the pipeline's hot path; the thread ends with the run. ``rich`` is an optional extra
 (``pip install rxpipe[progress]``), imported only when a view is made.
 """
 
@@ -30,10 +30,20 @@ if TYPE_CHECKING:
     from rxpipe._core.stats import StageStats
     from rxpipe.telemetry.report import Report
 
-__all__ = ("LiveView", "QueueReader", "check_progress", "watching")
+__all__ = ("Counts", "CountsReader", "LiveView", "QueueReader", "check_progress", "watching")
 
 #: ``{stage index: (items held, capacity)}`` of the stages' input queues, read now.
 QueueReader = Callable[[], dict[int, tuple[int, int]]]
+#: One stage's ``(received, emitted, errored, lost)`` as far as the run counted them.
+Counts = tuple[int, int, int, int]
+#: Every stage's :data:`Counts` now, in pipeline order.
+CountsReader = Callable[[], Sequence[Counts]]
+
+
+def stats_reader(stats: Sequence[StageStats]) -> CountsReader:
+    """Read the stages' own counters (engines that count as items move)."""
+    return lambda: [(st.received, st.emitted, st.errored, st.lost) for st in stats]
+
 
 #: What ``progress=True`` without ``rich`` says.
 INSTALL_HINT: Final = "progress=True needs rich: pip install rxpipe[progress]"
@@ -82,21 +92,30 @@ class _Watched:
     """One run as the view sees it: its counters, its queues, and the samples taken."""
 
     __slots__ = (
+        "counts",
         "depths",
         "engine",
+        "names",
         "peaks",
         "queues",
+        "read",
         "report",
         "samples",
         "started",
         "state",
-        "stats",
     )
 
     def __init__(
-        self, stats: Sequence[StageStats], queues: QueueReader, engine: str, started: float
+        self,
+        names: Sequence[str],
+        read: CountsReader,
+        queues: QueueReader,
+        engine: str,
+        started: float,
     ) -> None:
-        self.stats = stats
+        self.names = tuple(names)
+        self.read = read
+        self.counts: Sequence[Counts] = [(0, 0, 0, 0)] * len(self.names)
         self.queues = queues
         self.engine = engine
         self.started = started
@@ -194,9 +213,12 @@ class LiveView:
             _watching.reset(token)
 
     # -- what the runs call (through rxpipe.engines.live) ---------------------------------
-    def attach(self, stats: Sequence[StageStats], queues: QueueReader, engine: str) -> object:
-        """Show a run that starts now; returns the token to :meth:`finish` it with."""
-        watched = _Watched(stats, queues, engine, self._clock())
+    def attach(
+        self, names: Sequence[str], read: CountsReader, queues: QueueReader, engine: str
+    ) -> object:
+        """Show a run that starts now: its stages' names, how to read their counts and
+        their input queues; returns the token to :meth:`finish` it with."""
+        watched = _Watched(names, read, queues, engine, self._clock())
         with self._lock:
             self._current = watched
             self._sample(watched)
@@ -259,7 +281,11 @@ class LiveView:
         """Take one sample of ``run`` now (under the lock)."""
         now = self._clock()
         samples = run.samples
-        samples.append((now, tuple(st.emitted for st in run.stats)))
+        try:
+            run.counts = run.read()
+        except Exception:  # a run being torn down: keep what was read before
+            pass
+        samples.append((now, tuple(c[1] for c in run.counts)))
         while len(samples) > 2 and now - samples[1][0] >= self._window:
             samples.popleft()
         try:
@@ -282,7 +308,7 @@ class LiveView:
 
     def _rates(self, run: _Watched) -> dict[str, float | None]:
         samples = run.samples
-        names = [st.name for st in run.stats]
+        names = run.names
         if len(samples) < 2:
             return dict.fromkeys(names)
         (t0, first), (t1, last) = samples[0], samples[-1]
@@ -322,20 +348,20 @@ class LiveView:
         for column in ("stage", "in", "out", "items/s", "errors", "lost", "queue"):
             table.add_column(column, justify="left" if column == "stage" else "right")
         rates = self._rates(run) if running else {}
-        for index, st in enumerate(run.stats):
-            if report is not None and st.name in report.stages:
-                sr = report.stages[st.name]
+        for index, (name, counts) in enumerate(zip(run.names, run.counts, strict=True)):
+            if report is not None and name in report.stages:
+                sr = report.stages[name]
                 received, emitted, errored, lost = sr.received, sr.emitted, sr.errored, sr.lost
             else:
-                received, emitted, errored, lost = st.received, st.emitted, st.errored, st.lost
+                received, emitted, errored, lost = counts
             if running:
-                rate = rates.get(st.name)
+                rate = rates.get(name)
                 depth = run.depths.get(index)
             else:  # the whole run's mean rate, and the fullest the queue was seen
                 rate = emitted / elapsed if elapsed > 0 else None
                 depth = run.peaks.get(index)
             table.add_row(
-                st.name,
+                name,
                 "-" if index == 0 else _count(received),
                 _count(emitted),
                 _rate(rate),
