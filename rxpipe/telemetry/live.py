@@ -375,5 +375,7 @@ class LiveView:
         return table
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        if self._current is None:  # nothing to show before the first run
+            return
         # a view that draws itself samples on its thread; one drawn by another display, here
         yield self.table(sample=not self._display)
