@@ -62,6 +62,12 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="plain lines instead of the live display, even on a terminal",
     )
+    parser.add_argument(
+        "--live",
+        action="store_true",
+        help="under the progress display, show the rxpipe pipeline of each warm-up round live "
+        "(items/s and queue depth per stage); timed rounds are never watched",
+    )
     parser.add_argument("--list", action="store_true", help="list the workloads and exit")
     return parser
 
@@ -137,7 +143,9 @@ class _PlainDisplay:
 class _RichDisplay:
     """A live line (workload, contender, round) over a log of finished workloads."""
 
-    def __init__(self, console: Any, total: int) -> None:
+    def __init__(self, console: Any, total: int, live: bool = False) -> None:
+        from rich.console import Group
+        from rich.live import Live
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
@@ -162,7 +170,16 @@ class _RichDisplay:
             transient=True,
         )
         self.task = self.progress.add_task("starting", total=total, step="")
-        self.progress.start()
+        #: The live view of warm-up rounds' rxpipe runs (``--live``), drawn under the bar.
+        self.view: Any = None
+        if live:
+            from rxpipe.telemetry import LiveView
+
+            self.view = LiveView(console=console, display=False)
+            self.live = Live(Group(self.progress, self.view), console=console, transient=True)
+            self.live.start()
+        else:
+            self.progress.start()
 
     def header(self, text: str) -> None:
         self.console.print(text, highlight=False)
@@ -208,10 +225,13 @@ class _RichDisplay:
         self.console.print(f"Full tables and plots: [bold]{out}[/]", highlight=False)
 
     def close(self) -> None:
-        self.progress.stop()
+        if self.view is not None:
+            self.live.stop()
+        else:
+            self.progress.stop()
 
 
-def _display(plain: bool, total: int) -> _PlainDisplay | _RichDisplay:
+def _display(plain: bool, total: int, live: bool = False) -> _PlainDisplay | _RichDisplay:
     """Rich on a terminal (when installed), plain lines otherwise."""
     if not plain:
         try:
@@ -221,7 +241,7 @@ def _display(plain: bool, total: int) -> _PlainDisplay | _RichDisplay:
         else:
             console = Console()
             if console.is_terminal and not console.is_dumb_terminal:
-                return _RichDisplay(console, total)
+                return _RichDisplay(console, total, live)
     return _PlainDisplay(sys.stdout)
 
 
@@ -246,7 +266,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     env = environment(quick=args.quick)
     _write(out / "environment.md", env.page([w.name for w in selected]))
 
-    display = _display(args.plain, len(selected))
+    display = _display(args.plain, len(selected), args.live)
     done: list[_Done] = []
     started = time.perf_counter()
     try:
@@ -256,7 +276,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             cm: AbstractContextManager[Callable[[str], None]] = display.workload(
                 i, len(selected), w.name
             )
-            with cm as step, reporting_progress(step):
+            view = getattr(display, "view", None)
+            with cm as step, reporting_progress(step, view):
                 try:
                     section = w.run(args.quick, out)
                 except ResultMismatch as exc:

@@ -4,7 +4,9 @@ How a measurement runs (``measure``):
 
 1. The baseline runs once untimed; its output is the *expected* output.
 2. ``warmup`` untimed rounds run every contender once (imports, caches, code generation and
-   the specialising interpreter all warm up here); each output is checked.
+   the specialising interpreter all warm up here); each output is checked. With a live view
+   (``python -m comparisons --live``) these rounds show their rxpipe runs live; a watched pull
+   run is not fused, so the fused loop's code generation then moves to the first timed round.
 3. ``rounds`` timed rounds run every contender once each, round-robin, so that a burst of
    machine noise hits all contenders rather than one. Each round starts one contender later
    than the previous one, so no contender always runs first (or right after the slowest).
@@ -32,9 +34,9 @@ import gc
 import statistics
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
-from typing import Literal, final
+from typing import Any, Literal, final
 
 __all__ = (
     "Contender",
@@ -66,14 +68,28 @@ def progress(step: str) -> None:
         listener(step)
 
 
+#: The live views (``rxpipe.telemetry.LiveView``) that show warm-up rounds' rxpipe runs.
+_views: list[Any] = []
+
+
 @contextmanager
-def reporting_progress(listener: Callable[[str], None]) -> Iterator[None]:
-    """Send every :func:`progress` step to ``listener`` inside the ``with`` block."""
+def reporting_progress(listener: Callable[[str], None], view: Any = None) -> Iterator[None]:
+    """Send every :func:`progress` step to ``listener`` inside the ``with`` block, and show
+    the rxpipe runs of warm-up rounds in ``view`` (a ``LiveView``; None: nowhere). Timed
+    rounds are never watched: the view would time itself too."""
     _listeners.append(listener)
+    if view is not None:
+        _views.append(view)
     try:
         yield
     finally:
         _listeners.remove(listener)
+        if view is not None:
+            _views.remove(view)
+
+
+def _watched() -> AbstractContextManager[object]:
+    return _views[-1].watch() if _views else nullcontext()
 
 
 def speed(speedup: float) -> str:
@@ -279,7 +295,9 @@ def measure(
     for w in range(warmup):
         for c in contenders:
             progress(f"{c.name}, warm-up {w + 1}/{warmup}")
-            _check(c.name, c.run(), baseline, expected)
+            with _watched():
+                result = c.run()
+            _check(c.name, result, baseline, expected)
 
     samples: dict[str, list[int]] = {name: [] for name in names}
     count = len(contenders)

@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING, Any, Final, Generic, Literal, TypeVar, final, 
 
 from rxpipe import pipeline as _pipeline
 from rxpipe._core.telemetry import Metrics, Observed
-from rxpipe.engines.base import Engine, Plan, closing, ensure_no_running_loop
+from rxpipe.engines._live import engine_for, watch
+from rxpipe.engines.base import Engine, Plan, Run, closing, ensure_no_running_loop
 from rxpipe.engines.pull.engine import PullEngine
 from rxpipe.engines.pull.publisher import FlowPublisher
 from rxpipe.engines.push.engine import PushEngine
@@ -59,6 +60,7 @@ from rxpipe.stages.sources import (
     TickSource,
 )
 from rxpipe.stages.timed import IdleTimeout, Throttle
+from rxpipe.telemetry.live import LiveView, check_progress, watching
 
 if TYPE_CHECKING:
     import reactivex
@@ -110,6 +112,22 @@ def resolve_engine(engine: EngineArg) -> Engine:
     if engine == "push":
         return PushEngine()
     raise ValueError(f"engine must be 'pull', 'push' or an Engine instance, got {engine!r}")
+
+
+#: A terminal's ``progress=``: off, a live table drawn with rich, or a view of one's own.
+Progress = bool | LiveView
+
+
+def _view(progress: Progress) -> LiveView | None:
+    """The view to show a run in: ``progress=``'s, else a ``LiveView.watch()`` block's."""
+    view = check_progress(progress)
+    return view if view is not None else watching()
+
+
+def _engine(engine: EngineArg, view: LiveView | None) -> Engine:
+    """The engine to run on; a watched run's may differ (see :func:`engine_for`)."""
+    resolved = resolve_engine(engine)
+    return resolved if view is None else engine_for(resolved)
 
 
 def _plans(what: str, flows: tuple[Any, ...]) -> tuple[Plan, ...]:
@@ -1019,21 +1037,29 @@ class Flow(Generic[T_co]):
         return self._add(stage, name, errors, restart)
 
     # -- terminals -------------------------------------------------------------------------
-    def _open(self, engine: EngineArg) -> Run[Any]:
-        return resolve_engine(engine).open(self.plan)
+    def _open(self, engine: EngineArg, progress: Progress = False) -> Run[Any]:
+        view = _view(progress)
+        resolved = resolve_engine(engine)
+        if view is None:
+            return resolved.open(self.plan)
+        return watch(engine_for(resolved).open(self.plan), view)
 
-    def _sync(self, what: str, engine: EngineArg) -> Run[Any]:
+    def _sync(self, what: str, engine: EngineArg, progress: Progress = False) -> Run[Any]:
         """Open a run for the sync terminal ``what``; inside a running event loop, refuse
         where it would block the loop (see ``Engine.refuses_running_loop``), naming the twin.
+        A live view (``progress=``, or a ``LiveView.watch()`` block) shows the run.
         """
+        view = _view(progress)
         resolved = resolve_engine(engine)
+        if view is not None:
+            resolved = engine_for(resolved)
         run = resolved.open(self.plan)
         if resolved.refuses_running_loop(self.plan):
             if what == "__iter__":
                 ensure_no_running_loop("`for x in flow`", "`async for x in flow`")
             else:
                 ensure_no_running_loop(f"`flow.{what}()`", f"`await flow.{what}_async()`")
-        return run
+        return watch(run, view)
 
     def __iter__(self) -> Iterator[T_co]:
         """Iterate the items (pull engine); leaving the loop early cancels the run.
@@ -1166,15 +1192,26 @@ class Flow(Generic[T_co]):
                         await result
         return run.report()
 
-    def run(self, *, engine: EngineArg = "pull") -> Report:
-        """Run the flow to completion, discarding items; returns the run's Report."""
-        run = self._sync("run", engine)
+    def run(self, *, engine: EngineArg = "pull", progress: Progress = False) -> Report:
+        """Run the flow to completion, discarding items; returns the run's Report.
+
+        ``progress=True`` shows a live table while the run goes (items in and out, items per
+        second and queue depth per stage; see :class:`~rxpipe.telemetry.LiveView`, which can
+        be passed instead), drawn with ``rich`` (``pip install rxpipe[progress]``) from a
+        thread that ends with the run; the final table stays printed. A watched pull run is
+        not fused (the fused loop counts only at its end).
+
+        Raises:
+            ImportError: ``progress=True`` and ``rich`` is not installed.
+            TypeError: ``progress`` is neither a bool nor a ``LiveView``.
+        """
+        run = self._sync("run", engine, progress)
         run.consume(_discard)
         return run.report()
 
-    async def run_async(self, *, engine: EngineArg = "pull") -> Report:
-        """Async twin of :meth:`run`."""
-        run = self._open(engine)
+    async def run_async(self, *, engine: EngineArg = "pull", progress: Progress = False) -> Report:
+        """Async twin of :meth:`run` (``progress=`` as there)."""
+        run = self._open(engine, progress)
         async for _ in run:
             pass
         return run.report()
@@ -1185,6 +1222,7 @@ class Flow(Generic[T_co]):
         *,
         engine: EngineArg = "pull",
         on_item: Callable[[T_co], object] | None = None,
+        progress: Progress = False,
     ) -> Pipeline[T_co]:
         """Run the flow in the background; returns its :class:`~rxpipe.Pipeline` handle.
 
@@ -1193,23 +1231,31 @@ class Flow(Generic[T_co]):
         awaited). Stop it with ``drain()``, ``cancel()`` or ``shutdown(deadline)``, or wait
         for its end with ``join()`` (see the "Stopping a pipeline" guide).
 
+        ``progress=``: a live view of the run, as for :meth:`run`; it lives until the
+        pipeline ends (completed, drained, cancelled, shut down or failed).
+
         Raises:
-            TypeError: ``on_item`` is not callable.
+            TypeError: ``on_item`` is not callable, or ``progress`` is neither a bool nor a
+                ``LiveView``.
+            ImportError: ``progress=True`` and ``rich`` is not installed.
         """
-        return _pipeline.start(resolve_engine(engine), self.plan, on_item)
+        view = _view(progress)
+        return _pipeline.start(_engine(engine, view), self.plan, on_item, view)
 
     async def start_async(
         self,
         *,
         engine: EngineArg = "pull",
         on_item: Callable[[T_co], object] | None = None,
+        progress: Progress = False,
     ) -> Pipeline[T_co]:
         """Async twin of :meth:`start`: the run is consumed by a task on the running loop.
 
         ``async with await flow.start_async(...) as pipeline:`` drains it when the block ends
         and cancels it when the block raises.
         """
-        return await _pipeline.start_async(resolve_engine(engine), self.plan, on_item)
+        view = _view(progress)
+        return await _pipeline.start_async(_engine(engine, view), self.plan, on_item, view)
 
     def iter(self, *, engine: EngineArg = "pull") -> Iteration[T_co]:
         """Iterate on any engine: ``with flow.iter(engine="push") as items: for x in items``.
@@ -1219,11 +1265,12 @@ class Flow(Generic[T_co]):
         simply ends); ``items.report()`` is the run's Report. Inside a running event loop a
         run that needs a loop of its own refuses: use :meth:`aiter` there.
         """
-        resolved = resolve_engine(engine)
+        view = watching()
+        resolved = _engine(engine, view)
         run = resolved.open(self.plan)
         if resolved.refuses_running_loop(self.plan):
             ensure_no_running_loop("`flow.iter()`", "`async with flow.aiter() as items`")
-        return Iteration(run)
+        return Iteration(watch(run, view))
 
     def aiter(self, *, engine: EngineArg = "pull") -> AsyncIteration[T_co]:
         """Async twin of :meth:`iter`:

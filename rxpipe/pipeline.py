@@ -28,9 +28,11 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from types import TracebackType
 from typing import Any, Final, Generic, Literal, TypeVar, final
 
+from rxpipe.engines._live import WatchedRun, watch
 from rxpipe.engines.base import Engine, Plan, Run
 from rxpipe.errors import PipelineCancelledError
 from rxpipe.stages.draining import DrainGate, gated
+from rxpipe.telemetry.live import LiveView
 from rxpipe.telemetry.report import Report
 
 __all__ = ("AsyncIteration", "Iteration", "Pipeline", "PipelineState")
@@ -73,11 +75,20 @@ class _Core:
         "task",
     )
 
-    def __init__(self, engine: Engine, plan: Plan, on_item: Callable[[Any], object]) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        plan: Plan,
+        on_item: Callable[[Any], object],
+        view: LiveView | None = None,
+    ) -> None:
         source = gated(plan.source, DrainGate())
         self.source = source
         self.engine = engine.name
-        self.run: Run[Any] = engine.open(Plan(source, plan.source_name, plan.nodes))
+        # a live view lives until the pipeline ends: _end tells it how
+        self.run: Run[Any] = watch(
+            engine.open(Plan(source, plan.source_name, plan.nodes)), view, owned=True
+        )
         self.on_item = on_item
         self._lock = threading.Lock()
         self._waiters: list[Callable[[], None]] = []
@@ -141,6 +152,8 @@ class _Core:
             report = self.run.report()
         except BaseException as exc:  # the run could not even count
             report, state, error = None, "failed", error or exc
+        if isinstance(self.run, WatchedRun):  # before anyone waiting hears of the end
+            self.run.end(state)
         with self._lock:
             self.state, self.error, self.report = state, error, report
             waiters, self._waiters = self._waiters, []
@@ -263,9 +276,14 @@ def _in_thread(core: _Core) -> None:
             core._end("failed", exc)
 
 
-def start(engine: Engine, plan: Plan, on_item: Callable[[Any], object] | None) -> Pipeline[Any]:
+def start(
+    engine: Engine,
+    plan: Plan,
+    on_item: Callable[[Any], object] | None,
+    view: LiveView | None = None,
+) -> Pipeline[Any]:
     """``flow.start()``: a pipeline consumed on its own thread's event loop."""
-    core = _Core(engine, plan, _check_on_item(on_item))
+    core = _Core(engine, plan, _check_on_item(on_item), view)
     with _lock:
         _IN_THREADS.add(core)
     thread = threading.Thread(
@@ -276,10 +294,13 @@ def start(engine: Engine, plan: Plan, on_item: Callable[[Any], object] | None) -
 
 
 async def start_async(
-    engine: Engine, plan: Plan, on_item: Callable[[Any], object] | None
+    engine: Engine,
+    plan: Plan,
+    on_item: Callable[[Any], object] | None,
+    view: LiveView | None = None,
 ) -> Pipeline[Any]:
     """``await flow.start_async()``: a pipeline consumed by a task on the running loop."""
-    core = _Core(engine, plan, _check_on_item(on_item))
+    core = _Core(engine, plan, _check_on_item(on_item), view)
     loop = asyncio.get_running_loop()
     core.loop, core.loop_thread = loop, threading.get_ident()
     core.task = loop.create_task(core.main(), name=f"rxpipe-pipeline-{plan.source_name}")
