@@ -99,7 +99,11 @@ class Sampler:
             thread.join()
 
     def _progress(self) -> int:
-        return sum(st.emitted + st.received for st in self._telemetry.stats)
+        # timed items too: a fused loop's counts reach its stats only when it ends
+        return sum(
+            st.emitted + st.received + (0 if st.timing is None else st.timing.timed_items)
+            for st in self._telemetry.stats
+        )
 
     def _loop(self) -> None:
         telemetry = self._telemetry

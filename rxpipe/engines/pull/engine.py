@@ -439,9 +439,8 @@ class PullRun(Run[Any]):
         self._plan = plan
         self._stats = [StageStats(name) for name in plan.names()]
         self._telemetry = RunTelemetry(plan, self._stats, engine.name, engine.stall_after)
-        # an observed run is timed by the kernel, stage by stage: no fused loop
-        fuse = engine.fuse and not plan.observed
-        self._segments = _segments(plan.nodes, self._stats[1:], fuse)
+        # an observed run keeps its fused loops: they call the user's functions timed
+        self._segments = _segments(plan.nodes, self._stats[1:], engine.fuse)
         if plan.observed:  # a buffer's fill is the input queue of the stage after it
             position = 1
             for seg in self._segments:
@@ -512,7 +511,12 @@ class PullRun(Run[Any]):
             self._gen = iterate_on_private_loop(self._achain(), self._stop_request())
             return self._iter_sync(self._gen)
         segs, sized = self._segments, self._sized()
-        if len(segs) == 1 and isinstance(segs[0], FusedRun) and sized is not None:
+        if (
+            len(segs) == 1
+            and isinstance(segs[0], FusedRun)
+            and sized is not None
+            and not self._plan.observed  # the observed source is timed, in _chain
+        ):
             self._started = time.perf_counter()
             direct = segs[0].iterate_builtin(self._plan.source.open(self), sized)
             if direct is not None:  # it names the stage of any error itself
@@ -553,8 +557,8 @@ class PullRun(Run[Any]):
         segs = self._segments
         if self._plan.is_async:
             return super().collect()  # through consume: one event-loop call for the run
-        if len(segs) != 1 or not isinstance(segs[0], FusedRun):
-            return list(self)
+        if len(segs) != 1 or not isinstance(segs[0], FusedRun) or self._plan.observed:
+            return list(self)  # (an observed run: its source is timed and sampled, in _chain)
         out: list[Any] = []
         self._started = time.perf_counter()
         try:

@@ -187,7 +187,14 @@ class FusedRun:
 
     def __init__(self, nodes: Sequence[Node], stats: Sequence[StageStats]) -> None:
         self._kinds = tuple(FUSIBLE[type(n.stage)] for n in nodes)
-        self._params = tuple(_param(n.stage) for n in nodes)
+        # an observed run times each user call (``StageTiming.timed``: a fast stage's calls
+        # one in a few, at random), as the interpreter times a stage's callbacks
+        self._params: tuple[Any, ...] = tuple(
+            _param(n.stage)
+            if st.timing is None or not isinstance(n.stage, Map | Filter | FlatMap | TakeWhile)
+            else st.timing.timed(_param(n.stage))
+            for n, st in zip(nodes, stats, strict=True)
+        )
         self.stats = stats
         self._counts: list[int] = []
         self._settled = False
