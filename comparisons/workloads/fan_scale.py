@@ -401,7 +401,7 @@ def _profile_all(
     m: Measurement, contenders: Sequence[Contender], expected: object, every: int, limit: float
 ) -> dict[str, Usage]:
     """One untimed run of each contender for its resources; ``tracemalloc`` only for those
-    whose timed run took at most ``limit`` seconds (it slows ``parallel`` down ~15x)."""
+    whose timed run took at most ``limit`` seconds (it slows a run several-fold)."""
     usage: dict[str, Usage] = {}
     for c in contenders:
         traced = m[c.name].median_ns <= limit * 1e9
@@ -611,10 +611,10 @@ def render(fanin: FanMeasurement, fanout: FanMeasurement, plot_line: str = "") -
         "Tasks on another thread's loop are not counted (the threads runtime shows threads; "
         "its merge runs the inputs as asyncio tasks on the merge stage's thread, so they do "
         "not show). *not traced*: in quick mode, a run that took more than "
-        f"{TRACE_LIMIT_QUICK:g} s is profiled without `tracemalloc`, which slows `parallel`'s "
-        "per-item scan of its k copies some 15x (20 s per run at k = 1,000); `make bench-full` "
-        "traces every row. The hand-written threads rows really start k threads (1,001 at "
-        "k = 1,000): no cap was needed here, at about 1 s per run."
+        f"{TRACE_LIMIT_QUICK:g} s is profiled without `tracemalloc` (which slows a run "
+        "several-fold, most of all with many threads); `make bench-full` traces every row. "
+        "The hand-written threads rows really start k threads (1,001 at k = 1,000): no cap "
+        "was needed here."
     )
     return (
         "## Fan-in and fan-out at scale: does demand-pull win?\n\n"
