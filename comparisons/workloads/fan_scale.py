@@ -58,6 +58,7 @@ __all__ = (
     "FANIN_BASELINE",
     "FANOUT_BASELINE",
     "PLOT_NAME",
+    "QUICK_SKIP",
     "WORKLOAD",
     "FanMeasurement",
     "fanin_contenders",
@@ -107,6 +108,10 @@ FANOUT_MAP_PUSH: Final = "push asyncio map_async(concurrency=k)"
 FANOUT_THREADQ: Final = "queue.Queue(k) -> k threads"
 FANOUT_AIO: Final = "aiostream map(task_limit=k)"
 FANOUT_RX: Final = "reactivex merge(max_concurrent=k)"
+
+#: Rows quick mode leaves out (no target, headline or verdict uses them; ``make bench-full``
+#: runs them): the pull engine with a ``buffer`` boundary, and push's ``map_async`` reference.
+QUICK_SKIP: Final = frozenset({FANIN_PULL_B, FANOUT_PULL_B, FANOUT_MAP_PUSH})
 
 _END: Final = object()
 
@@ -420,12 +425,13 @@ def measure_fanin(
     rounds: dict[int, int],
     warmup: int = 0,
     trace_limit: float = float("inf"),
+    skip: frozenset[str] = frozenset(),
 ) -> FanMeasurement:
     timings: dict[int, Measurement] = {}
     usage: dict[int, dict[str, Usage]] = {}
     items: dict[int, int] = {}
     for k in counts:
-        cs = fanin_contenders(k, total)
+        cs = [c for c in fanin_contenders(k, total) if c.name not in skip]
         n = len(_ranges(k, total)) * max(1, total // k)
         items[k] = n
         progress(f"fan-in of {k}")
@@ -442,12 +448,13 @@ def measure_fanout(
     rounds: dict[int, int],
     warmup: int = 0,
     trace_limit: float = float("inf"),
+    skip: frozenset[str] = frozenset(),
 ) -> FanMeasurement:
     timings: dict[int, Measurement] = {}
     usage: dict[int, dict[str, Usage]] = {}
     for k in counts:
         n = items[k]
-        cs = fanout_contenders(k, n)
+        cs = [c for c in fanout_contenders(k, n) if c.name not in skip]
         progress(f"fan-out to {k}")
         timings[k] = measure(cs, baseline=FANOUT_BASELINE, items=n, rounds=rounds[k], warmup=warmup)
         usage[k] = _profile_all(timings[k], cs, list(range(n)), max(1, n // SAMPLES), trace_limit)
@@ -584,6 +591,17 @@ def verdict(fanin: FanMeasurement, fanout: FanMeasurement) -> str:
     )
 
 
+def _left_out_text(fanin: FanMeasurement, fanout: FanMeasurement) -> str:
+    """A sentence naming the contenders this run left out (quick mode's :data:`QUICK_SKIP`)."""
+    ran_in, ran_out = fanin.timings[fanin.counts[0]], fanout.timings[fanout.counts[0]]
+    left = [c.name for c in fanin_contenders(1, 1) if c.name not in ran_in]
+    left += [c.name for c in fanout_contenders(1, 1) if c.name not in ran_out]
+    if not left:
+        return ""
+    names = ", ".join(f"`{name}`" for name in left)
+    return f"Quick mode leaves out rows no target or verdict uses (full mode runs them): {names}. "
+
+
 def render(fanin: FanMeasurement, fanout: FanMeasurement, plot_line: str = "") -> str:
     results = targets(fanin, fanout)
     first_in = fanin.timings[fanin.counts[0]]
@@ -613,7 +631,8 @@ def render(fanin: FanMeasurement, fanout: FanMeasurement, plot_line: str = "") -
         "not show). *not traced*: in quick mode, a run that took more than "
         f"{TRACE_LIMIT_QUICK:g} s is profiled without `tracemalloc` (which slows a run "
         "several-fold, most of all with many threads); `make bench-full` traces every row. "
-        "The hand-written threads rows really start k threads (1,001 at k = 1,000): no cap "
+        + _left_out_text(fanin, fanout)
+        + "The hand-written threads rows really start k threads (1,001 at k = 1,000): no cap "
         "was needed here."
     )
     return (
@@ -631,12 +650,14 @@ def render(fanin: FanMeasurement, fanout: FanMeasurement, plot_line: str = "") -
 
 def run(quick: bool, out: Path) -> Section:
     limit = TRACE_LIMIT_QUICK if quick else float("inf")
+    skip = QUICK_SKIP if quick else frozenset()
     fanin = measure_fanin(
         COUNTS,
         FANIN_ITEMS_QUICK if quick else FANIN_ITEMS_FULL,
         rounds=ROUNDS_QUICK if quick else ROUNDS_FULL,
         warmup=0 if quick else 1,
         trace_limit=limit,
+        skip=skip,
     )
     fanout = measure_fanout(
         COUNTS,
@@ -644,6 +665,7 @@ def run(quick: bool, out: Path) -> Section:
         rounds=ROUNDS_QUICK if quick else ROUNDS_FULL,
         warmup=0 if quick else 1,
         trace_limit=limit,
+        skip=skip,
     )
     line = plot(fanin, fanout, out)
     k = COUNTS[-1]

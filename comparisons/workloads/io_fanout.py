@@ -85,7 +85,7 @@ __all__ = (
 )
 
 N_FULL: Final = 2_000
-N_QUICK: Final = 600
+N_QUICK: Final = 400
 ROUNDS_FULL: Final = 7
 ROUNDS_QUICK: Final = 5
 #: The overhead table: calls that await ``asyncio.sleep(0)``.
