@@ -47,9 +47,9 @@ __all__ = (
 )
 
 WORKERS: Final = (1, 2, 4, 8)
-#: Quick mode's CPU-bound pool sizes: one, the box's two cores, and four times that (each pool
-#: size costs a process pool's start and warm-up; ``make bench-full`` runs every n).
-CPU_WORKERS_QUICK: Final = (1, 2, 8)
+#: Quick mode's CPU-bound pool sizes: the box's two cores, and four times that (each pool size
+#: costs a process pool's start and warm-up; ``make bench-full`` runs every n).
+CPU_WORKERS_QUICK: Final = (2, 8)
 DELAY: Final = 0.004
 IO_N_QUICK: Final = 64
 IO_N_FULL: Final = 400

@@ -426,7 +426,9 @@ def measure_fanin(
     warmup: int = 0,
     trace_limit: float = float("inf"),
     skip: frozenset[str] = frozenset(),
+    profiled: Sequence[int] | None = None,
 ) -> FanMeasurement:
+    """Time every contender at every count; profile them at the ``profiled`` counts (all)."""
     timings: dict[int, Measurement] = {}
     usage: dict[int, dict[str, Usage]] = {}
     items: dict[int, int] = {}
@@ -437,7 +439,11 @@ def measure_fanin(
         progress(f"fan-in of {k}")
         timings[k] = measure(cs, baseline=FANIN_BASELINE, items=n, rounds=rounds[k], warmup=warmup)
         expected = sorted(f(x) for x in range(n))
-        usage[k] = _profile_all(timings[k], cs, expected, max(1, n // SAMPLES), trace_limit)
+        usage[k] = (
+            _profile_all(timings[k], cs, expected, max(1, n // SAMPLES), trace_limit)
+            if profiled is None or k in profiled
+            else {}
+        )
     return FanMeasurement("fan-in", tuple(counts), items, timings, usage)
 
 
@@ -449,7 +455,9 @@ def measure_fanout(
     warmup: int = 0,
     trace_limit: float = float("inf"),
     skip: frozenset[str] = frozenset(),
+    profiled: Sequence[int] | None = None,
 ) -> FanMeasurement:
+    """Time every contender at every count; profile them at the ``profiled`` counts (all)."""
     timings: dict[int, Measurement] = {}
     usage: dict[int, dict[str, Usage]] = {}
     for k in counts:
@@ -457,7 +465,11 @@ def measure_fanout(
         cs = [c for c in fanout_contenders(k, n) if c.name not in skip]
         progress(f"fan-out to {k}")
         timings[k] = measure(cs, baseline=FANOUT_BASELINE, items=n, rounds=rounds[k], warmup=warmup)
-        usage[k] = _profile_all(timings[k], cs, list(range(n)), max(1, n // SAMPLES), trace_limit)
+        usage[k] = (
+            _profile_all(timings[k], cs, list(range(n)), max(1, n // SAMPLES), trace_limit)
+            if profiled is None or k in profiled
+            else {}
+        )
     return FanMeasurement("fan-out", tuple(counts), dict(items), timings, usage)
 
 
@@ -631,6 +643,11 @@ def render(fanin: FanMeasurement, fanout: FanMeasurement, plot_line: str = "") -
         "not show). *not traced*: in quick mode, a run that took more than "
         f"{TRACE_LIMIT_QUICK:g} s is profiled without `tracemalloc` (which slows a run "
         "several-fold, most of all with many threads); `make bench-full` traces every row. "
+        + (
+            "Quick mode profiles only at the largest k (`-` elsewhere). "
+            if any(not u for u in (*fanin.usage.values(), *fanout.usage.values()))
+            else ""
+        )
         + _left_out_text(fanin, fanout)
         + "The hand-written threads rows really start k threads (1,001 at k = 1,000): no cap "
         "was needed here."
@@ -651,6 +668,7 @@ def render(fanin: FanMeasurement, fanout: FanMeasurement, plot_line: str = "") -
 def run(quick: bool, out: Path) -> Section:
     limit = TRACE_LIMIT_QUICK if quick else float("inf")
     skip = QUICK_SKIP if quick else frozenset()
+    profiled = COUNTS[-1:] if quick else None
     fanin = measure_fanin(
         COUNTS,
         FANIN_ITEMS_QUICK if quick else FANIN_ITEMS_FULL,
@@ -658,6 +676,7 @@ def run(quick: bool, out: Path) -> Section:
         warmup=0 if quick else 1,
         trace_limit=limit,
         skip=skip,
+        profiled=profiled,
     )
     fanout = measure_fanout(
         COUNTS,
@@ -666,6 +685,7 @@ def run(quick: bool, out: Path) -> Section:
         warmup=0 if quick else 1,
         trace_limit=limit,
         skip=skip,
+        profiled=profiled,
     )
     line = plot(fanin, fanout, out)
     k = COUNTS[-1]
