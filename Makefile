@@ -1,5 +1,5 @@
 # Everything bootstraps itself: a fresh machine needs only Python 3.11 and 3.13.
-#   make bench   the main job: the side-by-side comparison, quick mode (about 2.5 minutes on a
+#   make bench   the main job: the side-by-side comparison, quick mode (2 to 2.5 minutes on a
 #                fresh clone); progress, a closing summary, full tables in comparison-results/
 #   make bench-full   the same at full size (about 17 minutes); BENCH_ARGS="--out docs/results"
 #                refreshes the committed copy the docs show
