@@ -1,7 +1,8 @@
 # Everything bootstraps itself: a fresh machine needs only Python 3.11 and 3.13.
-#   make bench   the main job: the side-by-side comparison, quick mode; progress, a closing
-#                summary, full tables in comparison-results/ (BENCH_ARGS="--out docs/results"
-#                refreshes the committed copy instead)
+#   make bench   the main job: the side-by-side comparison, quick mode (2 to 2.5 minutes on a
+#                fresh clone); progress, a closing summary, full tables in comparison-results/
+#   make bench-full   the same at full size (about 17 minutes); BENCH_ARGS="--out docs/results"
+#                refreshes the committed copy the docs show
 #   make test    the whole test suite: ruff, mypy --strict, pytest on 3.11 and 3.13, the RxPY
 #                bridges on the oldest reactivex, docs
 .PHONY: test bench bench-full lint typecheck pytest pytest313 pytest-rx-oldest docs clean

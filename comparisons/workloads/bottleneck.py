@@ -47,8 +47,11 @@ __all__ = (
 )
 
 WORKERS: Final = (1, 2, 4, 8)
+#: Quick mode's CPU-bound pool sizes: the box's two cores, and four times that (each pool size
+#: costs a process pool's start and warm-up; ``make bench-full`` runs every n).
+CPU_WORKERS_QUICK: Final = (2, 8)
 DELAY: Final = 0.004
-IO_N_QUICK: Final = 100
+IO_N_QUICK: Final = 64
 IO_N_FULL: Final = 400
 CPU_N_QUICK: Final = 120
 CPU_N_FULL: Final = 400
@@ -425,7 +428,11 @@ def run(quick: bool, out: Path) -> Section:
     LAST.clear()
     rounds = ROUNDS_QUICK if quick else ROUNDS_FULL
     io = measure_io(IO_N_QUICK if quick else IO_N_FULL, rounds=rounds)
-    cpu = measure_cpu(CPU_N_QUICK if quick else CPU_N_FULL, rounds=rounds)
+    cpu = measure_cpu(
+        CPU_N_QUICK if quick else CPU_N_FULL,
+        rounds=rounds,
+        workers=CPU_WORKERS_QUICK if quick else WORKERS,
+    )
     line = plot(io, cpu, out)
     return Section(render(io, cpu, line), headline(io, cpu))
 

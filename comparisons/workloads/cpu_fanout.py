@@ -69,7 +69,7 @@ __all__ = (
 N_FULL: Final = 400
 N_QUICK: Final = 120
 ROUNDS_FULL: Final = 9
-ROUNDS_QUICK: Final = 7
+ROUNDS_QUICK: Final = 5
 
 WORKERS: Final = 2
 #: The CPU time each item should cost.

@@ -71,7 +71,7 @@ N_FULL: Final = 20_000
 N_QUICK: Final = 5_000
 #: Items of the one-task-per-item table (a few hundred tasks per second on Dask).
 N_SINGLE_FULL: Final = 1_000
-N_SINGLE_QUICK: Final = 200
+N_SINGLE_QUICK: Final = 50
 ROUNDS_FULL: Final = 5
 ROUNDS_QUICK: Final = 3
 

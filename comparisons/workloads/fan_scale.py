@@ -58,6 +58,7 @@ __all__ = (
     "FANIN_BASELINE",
     "FANOUT_BASELINE",
     "PLOT_NAME",
+    "QUICK_SKIP",
     "WORKLOAD",
     "FanMeasurement",
     "fanin_contenders",
@@ -107,6 +108,10 @@ FANOUT_MAP_PUSH: Final = "push asyncio map_async(concurrency=k)"
 FANOUT_THREADQ: Final = "queue.Queue(k) -> k threads"
 FANOUT_AIO: Final = "aiostream map(task_limit=k)"
 FANOUT_RX: Final = "reactivex merge(max_concurrent=k)"
+
+#: Rows quick mode leaves out (no target, headline or verdict uses them; ``make bench-full``
+#: runs them): the pull engine with a ``buffer`` boundary, and push's ``map_async`` reference.
+QUICK_SKIP: Final = frozenset({FANIN_PULL_B, FANOUT_PULL_B, FANOUT_MAP_PUSH})
 
 _END: Final = object()
 
@@ -401,7 +406,7 @@ def _profile_all(
     m: Measurement, contenders: Sequence[Contender], expected: object, every: int, limit: float
 ) -> dict[str, Usage]:
     """One untimed run of each contender for its resources; ``tracemalloc`` only for those
-    whose timed run took at most ``limit`` seconds (it slows ``parallel`` down ~15x)."""
+    whose timed run took at most ``limit`` seconds (it slows a run several-fold)."""
     usage: dict[str, Usage] = {}
     for c in contenders:
         traced = m[c.name].median_ns <= limit * 1e9
@@ -420,18 +425,25 @@ def measure_fanin(
     rounds: dict[int, int],
     warmup: int = 0,
     trace_limit: float = float("inf"),
+    skip: frozenset[str] = frozenset(),
+    profiled: Sequence[int] | None = None,
 ) -> FanMeasurement:
+    """Time every contender at every count; profile them at the ``profiled`` counts (all)."""
     timings: dict[int, Measurement] = {}
     usage: dict[int, dict[str, Usage]] = {}
     items: dict[int, int] = {}
     for k in counts:
-        cs = fanin_contenders(k, total)
+        cs = [c for c in fanin_contenders(k, total) if c.name not in skip]
         n = len(_ranges(k, total)) * max(1, total // k)
         items[k] = n
         progress(f"fan-in of {k}")
         timings[k] = measure(cs, baseline=FANIN_BASELINE, items=n, rounds=rounds[k], warmup=warmup)
         expected = sorted(f(x) for x in range(n))
-        usage[k] = _profile_all(timings[k], cs, expected, max(1, n // SAMPLES), trace_limit)
+        usage[k] = (
+            _profile_all(timings[k], cs, expected, max(1, n // SAMPLES), trace_limit)
+            if profiled is None or k in profiled
+            else {}
+        )
     return FanMeasurement("fan-in", tuple(counts), items, timings, usage)
 
 
@@ -442,15 +454,22 @@ def measure_fanout(
     rounds: dict[int, int],
     warmup: int = 0,
     trace_limit: float = float("inf"),
+    skip: frozenset[str] = frozenset(),
+    profiled: Sequence[int] | None = None,
 ) -> FanMeasurement:
+    """Time every contender at every count; profile them at the ``profiled`` counts (all)."""
     timings: dict[int, Measurement] = {}
     usage: dict[int, dict[str, Usage]] = {}
     for k in counts:
         n = items[k]
-        cs = fanout_contenders(k, n)
+        cs = [c for c in fanout_contenders(k, n) if c.name not in skip]
         progress(f"fan-out to {k}")
         timings[k] = measure(cs, baseline=FANOUT_BASELINE, items=n, rounds=rounds[k], warmup=warmup)
-        usage[k] = _profile_all(timings[k], cs, list(range(n)), max(1, n // SAMPLES), trace_limit)
+        usage[k] = (
+            _profile_all(timings[k], cs, list(range(n)), max(1, n // SAMPLES), trace_limit)
+            if profiled is None or k in profiled
+            else {}
+        )
     return FanMeasurement("fan-out", tuple(counts), dict(items), timings, usage)
 
 
@@ -584,6 +603,17 @@ def verdict(fanin: FanMeasurement, fanout: FanMeasurement) -> str:
     )
 
 
+def _left_out_text(fanin: FanMeasurement, fanout: FanMeasurement) -> str:
+    """A sentence naming the contenders this run left out (quick mode's :data:`QUICK_SKIP`)."""
+    ran_in, ran_out = fanin.timings[fanin.counts[0]], fanout.timings[fanout.counts[0]]
+    left = [c.name for c in fanin_contenders(1, 1) if c.name not in ran_in]
+    left += [c.name for c in fanout_contenders(1, 1) if c.name not in ran_out]
+    if not left:
+        return ""
+    names = ", ".join(f"`{name}`" for name in left)
+    return f"Quick mode leaves out rows no target or verdict uses (full mode runs them): {names}. "
+
+
 def render(fanin: FanMeasurement, fanout: FanMeasurement, plot_line: str = "") -> str:
     results = targets(fanin, fanout)
     first_in = fanin.timings[fanin.counts[0]]
@@ -611,10 +641,16 @@ def render(fanin: FanMeasurement, fanout: FanMeasurement, plot_line: str = "") -
         "Tasks on another thread's loop are not counted (the threads runtime shows threads; "
         "its merge runs the inputs as asyncio tasks on the merge stage's thread, so they do "
         "not show). *not traced*: in quick mode, a run that took more than "
-        f"{TRACE_LIMIT_QUICK:g} s is profiled without `tracemalloc`, which slows `parallel`'s "
-        "per-item scan of its k copies some 15x (20 s per run at k = 1,000); `make bench-full` "
-        "traces every row. The hand-written threads rows really start k threads (1,001 at "
-        "k = 1,000): no cap was needed here, at about 1 s per run."
+        f"{TRACE_LIMIT_QUICK:g} s is profiled without `tracemalloc` (which slows a run "
+        "several-fold, most of all with many threads); `make bench-full` traces every row. "
+        + (
+            "Quick mode profiles only at the largest k (`-` elsewhere). "
+            if any(not u for u in (*fanin.usage.values(), *fanout.usage.values()))
+            else ""
+        )
+        + _left_out_text(fanin, fanout)
+        + "The hand-written threads rows really start k threads (1,001 at k = 1,000): no cap "
+        "was needed here."
     )
     return (
         "## Fan-in and fan-out at scale: does demand-pull win?\n\n"
@@ -631,12 +667,16 @@ def render(fanin: FanMeasurement, fanout: FanMeasurement, plot_line: str = "") -
 
 def run(quick: bool, out: Path) -> Section:
     limit = TRACE_LIMIT_QUICK if quick else float("inf")
+    skip = QUICK_SKIP if quick else frozenset()
+    profiled = COUNTS[-1:] if quick else None
     fanin = measure_fanin(
         COUNTS,
         FANIN_ITEMS_QUICK if quick else FANIN_ITEMS_FULL,
         rounds=ROUNDS_QUICK if quick else ROUNDS_FULL,
         warmup=0 if quick else 1,
         trace_limit=limit,
+        skip=skip,
+        profiled=profiled,
     )
     fanout = measure_fanout(
         COUNTS,
@@ -644,6 +684,8 @@ def run(quick: bool, out: Path) -> Section:
         rounds=ROUNDS_QUICK if quick else ROUNDS_FULL,
         warmup=0 if quick else 1,
         trace_limit=limit,
+        skip=skip,
+        profiled=profiled,
     )
     line = plot(fanin, fanout, out)
     k = COUNTS[-1]

@@ -299,16 +299,38 @@ def render(m: ImageMeasurement, plot_line: str = "") -> str:
         "receipts, not images); pull: one item per stage, n per `buffer(n)` boundary (4 of "
         "them), plus the consumer's.\n\n"
         f"{table}\n\n{plot_line}\n\n"
-        "**Where the peak comes from.** The push peak is `4B + 5` images on both runtimes: "
-        "four channels full of images (the fifth, after `upload`, holds receipts) plus one "
-        "image in each of the five stages (read, decode, resize and encode each blocked on a "
-        "full channel holding its output, upload awaiting with its input). The bound's "
-        "`2K` allows for a stage holding input and output at once, which happens only for a "
-        "moment, and counts the receipt channel as images: hence about `B + 5` to spare. "
-        "The pull engine with a `buffer(n)` between every stage comes within a few images of "
-        "its own bound; fused, it holds about 3 images (one per running copy step) whatever "
-        "the guide's B would be.\n"
+        f"{where_the_peak_comes_from(m)}\n"
     )
+
+
+def _held(r: Result) -> int:
+    return int(r.peak_items + 1e-9)
+
+
+def where_the_peak_comes_from(m: ImageMeasurement) -> str:
+    """The closing paragraph, from this run's peaks: each push peak as ``4B + c``."""
+    push = []
+    for runtime in ("push asyncio", "push threads"):
+        rs = [r for r in m.results if r.case.engine == runtime and r.case.buffer is not None]
+        if rs:
+            extra = ", ".join(f"{_held(r) - 4 * (r.case.buffer or 0)}" for r in rs)
+            at = ", ".join(f"{r.case.buffer}" for r in rs)
+            push.append(f"{runtime} `4B + c` with c = {extra} (B = {at})")
+    fused = [r for r in m.results if r.case.engine == "pull, fused"]
+    text = (
+        "**Where the peak comes from.** Four of the five channels carry images (the fifth, "
+        "after `upload`, holds receipts), so full channels hold `4B` images; the rest, `c`, "
+        "are images the stages hold. This run's push peaks: "
+        + "; ".join(push)
+        + ". `c` = 5 is one image in each of the five stages (read, decode, resize and encode "
+        "each blocked on a full channel holding its output, upload awaiting with its input); "
+        "a larger `c` is images in transit beyond one per stage (a stage holding both its "
+        "input and its output, say), which the bound's `2K` allows for. The pull engine with "
+        "a `buffer(n)` between every stage comes within a few images of its own bound"
+    )
+    if fused:
+        text += f"; fused, it held {_held(fused[0])} images, whatever the guide's B would be"
+    return text + "."
 
 
 def summary_line(m: ImageMeasurement) -> str:

@@ -31,7 +31,7 @@ __all__ = (
 )
 
 N_FULL: Final = 1_000_000
-N_QUICK: Final = 200_000
+N_QUICK: Final = 100_000
 ROUNDS_FULL: Final = 7
 ROUNDS_QUICK: Final = 5
 
