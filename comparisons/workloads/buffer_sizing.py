@@ -336,10 +336,11 @@ def _sweep_table(m: Measurement, lat: Latencies) -> str:
 
 
 def _suggested_from_report() -> int | None:
-    """The Report's ``suggested_buffers`` for the bursty stage, once telemetry fills it."""
-    lat = latencies(20, median=1e-4)
+    """The Report's ``suggested_buffers`` for the bursty stage (observed, so it is timed)."""
+    n = 400  # enough items for a p99
+    lat = latencies(n)  # the workload's own delays: a sleep much shorter oversleeps
     sb, ss = _stages_sync(lat)
-    report = Flow.range(20).map(sb, name="bursty").map(ss, name="steady").run(engine=PushEngine())
+    report = Flow.range(n).map(sb).observe("bursty").map(ss, name="steady").run(engine=PushEngine())
     sizes = report.suggested_buffers
     return None if sizes is None else sizes.get("bursty")
 
