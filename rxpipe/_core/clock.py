@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import math
+import threading
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterator
@@ -172,13 +173,19 @@ class Deadlines:
         self._front()
         return fired
 
-    def wait(self) -> bool:
-        """Sleep until the next deadline and fire what is due; ``False`` with none armed."""
+    def wait(self, interrupt: threading.Event | None = None) -> bool:
+        """Sleep until the next deadline and fire what is due; ``False`` with none armed.
+
+        With ``interrupt``, the wait ends early when it is set (the run stops; nothing fires).
+        """
         if not self._heap:
             return False
         left = self.next_due - monotonic()
         if left > 0:
-            sleep(left)
+            if interrupt is None:
+                sleep(left)
+            elif interrupt.wait(left):
+                return True
         self.fire()
         return True
 

@@ -422,6 +422,18 @@ def test_throttle_per_and_the_bucket_refills_while_idle(engine: Engine) -> None:
     assert stamps[5] - stamps[4] == pytest.approx(2.0, abs=1e-6)
 
 
+def test_cancel_ends_a_stage_waiting_for_its_next_timer_at_once(engine: Engine) -> None:
+    """Regression: on the threads runtime a throttle's thread slept until its next token (the
+    timers of a blocking stage are deadlines now), so cancel() waited up to ``per`` seconds."""
+    pipeline = Flow.range(100).throttle(1, per=30.0).start(engine=engine)
+    time.sleep(0.2)  # the first item went out; the stage now waits 30 s for the next token
+    started = time.perf_counter()
+    report = pipeline.cancel()
+    assert time.perf_counter() - started < 5.0
+    assert report.delivered >= 1
+    assert not [t for t in threading.enumerate() if t.name.startswith("rxpipe-")]
+
+
 def test_throttle_refuses_bad_arguments() -> None:
     with pytest.raises(ValueError, match="rate"):
         Flow.range(3).throttle(0)

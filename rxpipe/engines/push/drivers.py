@@ -217,8 +217,10 @@ def drive_blocking(part: Part) -> None:
                     if timers is not None and timers.fire() and got is not NOTHING:
                         held.append(got)  # the timer first, then this input
                         got = NOTHING
-            elif timers is None or not timers.wait():
+            elif timers is None or not timers.wait(part.interrupt):
                 raise annotate(RuntimeError(STALL), part.stats.name)
+            elif part.interrupt is not None and part.interrupt.is_set():
+                return  # the run stops (its channels are closed): end quietly
             else:
                 got = None
             op = steps.send(got)

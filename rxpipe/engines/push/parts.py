@@ -9,6 +9,7 @@ both :class:`AsyncChannel` and :class:`ThreadChannel` (and the adapters here) sa
 
 from __future__ import annotations
 
+import threading
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, Protocol, final
@@ -66,6 +67,7 @@ class Part:
 
     __slots__ = (
         "inbox",
+        "interrupt",
         "outbox",
         "output",
         "reads_channel",
@@ -97,6 +99,9 @@ class Part:
         self.outbox = outbox
         self.stats = stats
         self.stop = stop
+        #: Set when the run stops: ends a blocking runner's wait for its next timer (the
+        #: threads runtime gives each blocking runner one; channels end its other waits).
+        self.interrupt: threading.Event | None = None
         #: A stage reads a channel; a source reads its iterator through an inbox adapter.
         self.reads_channel = reads_channel
 

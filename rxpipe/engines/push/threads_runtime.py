@@ -41,6 +41,7 @@ class ThreadsRuntime:
     __slots__ = (
         "_errors",
         "_interrupted",
+        "_interrupts",
         "_pool",
         "_run",
         "_source_loop",
@@ -54,6 +55,7 @@ class ThreadsRuntime:
         self._errors: list[BaseException] = []
         self._source_loop: _LoopSource | None = None
         self._stage_loops: list[_StageLoop] = []
+        self._interrupts: list[threading.Event] = []
         self._pool: ThreadPoolExecutor | None = None
         self._interrupted = False
 
@@ -80,6 +82,8 @@ class ThreadsRuntime:
                 self._stage_loops.append(stage_loop)
                 targets.append((_async_stage, (part, stage_loop)))
             else:
+                part.interrupt = threading.Event()  # set by _signal_stop: see Part.interrupt
+                self._interrupts.append(part.interrupt)
                 targets.append((drive_blocking, (part,)))
         names = plan.names()
         inboxes = [None, *channels[:-1]]
@@ -170,6 +174,8 @@ class ThreadsRuntime:
         for stage_loop in self._stage_loops:
             # a stage whose every call slot is busy waits for its work, not on a channel
             stage_loop.interrupt()
+        for interrupt in self._interrupts:
+            interrupt.set()  # a blocking stage waiting for its next timer
 
     def _stop(self) -> None:
         first = self._run.begin_stop()
