@@ -183,6 +183,7 @@ class _Core:
             self.cancel_requested = True
             loop = self.loop
         if loop is not None:
+            self.run.hurry()  # a run reading a sync source inline gives the loop a turn now
             try:
                 loop.call_soon_threadsafe(self._cancel_on_loop)
             except RuntimeError:  # the loop closed: the pipeline has ended

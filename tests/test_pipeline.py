@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -456,3 +457,35 @@ def test_the_interpreter_exits_with_a_pipeline_still_running() -> None:
     )
     assert done.stdout.strip() == "bye"
     assert "still running at interpreter exit: cancelled" in done.stderr
+
+
+def _slow_source() -> Iterator[int]:
+    """A blocking synchronous source: 20 ms per read, without end."""
+    for i in itertools.count():
+        time.sleep(0.02)
+        yield i
+
+
+@pytest.mark.parametrize("stage", ["filter", "chunk", "chunk_within"])
+def test_cancel_lands_at_the_next_read_of_a_blocking_sync_source(
+    engine: Engine, stage: str
+) -> None:
+    """Regression: the pull engine read such a source inline on its loop and gave the loop a
+    turn only every 256 reads, so cancel() waited about 5 s here while nothing reached the
+    consumer (a filter rejecting everything, a chunk still filling)."""
+    source = Flow.from_iterable(_slow_source())
+    flow: Flow[Any]
+    if stage == "filter":
+        flow = source.filter(lambda x: False)
+    elif stage == "chunk":
+        flow = source.chunk(10_000)
+    else:
+        flow = source.chunk(10_000, within=60)
+    pipeline = flow.start(engine=engine)
+    time.sleep(0.2)
+    started = time.perf_counter()
+    report = pipeline.cancel()
+    assert time.perf_counter() - started < 2.0
+    assert report.delivered == 0
+    assert pipeline.state == "cancelled"
+    assert not [t for t in threading.enumerate() if t.name.startswith("rxpipe-")]

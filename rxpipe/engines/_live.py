@@ -184,6 +184,9 @@ class WatchedRun(Run[T]):
     def consume(self, fn: Callable[[T], object]) -> None:
         self._ending(lambda: self._inner.consume(fn))
 
+    def hurry(self) -> None:
+        self._inner.hurry()
+
     def close(self) -> None:
         try:
             self._inner.close()

@@ -63,6 +63,11 @@ class Run(ABC, Generic[T]):
             stop = self._stop = StopRequest()
         return stop
 
+    def hurry(self) -> None:
+        """The task consuming this run is about to be cancelled from another thread: yield to
+        the loop at the next item, so the cancellation lands there (thread-safe)."""
+        self._stop_request().hurry = True
+
     def _guarded(self, inner: Iterator[T]) -> Iterator[T]:
         """The engine's sync iterator as the consumer sees it: another thread's :meth:`close`
         stops it (see :meth:`_close_elsewhere`), and leaving the loop closes the run at once
@@ -74,6 +79,9 @@ class Run(ABC, Generic[T]):
                 try:
                     item = next(inner)
                 except StopIteration:
+                    return
+                if stop.requested:  # asked while this step ran: the item is not delivered
+                    self.give_back(1)
                     return
                 yield item
                 del item
@@ -258,12 +266,17 @@ class StopRequest:
         "consumer",
         "consumer_task",
         "ended",
+        "hurry",
         "requested",
         "stepping",
     )
 
     def __init__(self) -> None:
         self.requested = False
+        #: A stop (this one, or a cancellation of the task running the run) is on its way to
+        #: the run's event loop: a run that reads a sync iterator inline yields at once, not
+        #: after its next few hundred reads, so the stop lands now.
+        self.hurry = False
         self.stepping = False
         self.consumer: int | None = None
         self.consumer_task: asyncio.Task[Any] | None = None
@@ -283,7 +296,7 @@ class StopRequest:
 
     def request(self) -> None:
         """Ask for the stop (idempotent, any thread); cancel a private loop's wait."""
-        self.requested = True
+        self.requested = self.hurry = True
         if self._wake is not None:
             self._wake()
         loop, task = self._loop, self._task

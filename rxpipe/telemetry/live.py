@@ -270,6 +270,9 @@ class LiveView:
             live, self._live = self._live, None
         if live is not None:
             live.stop()  # the last refresh: the final table stays printed
+            console = live.console
+            if not console.is_terminal and not console.is_jupyter:
+                console.line()  # rich leaves the last line open when it only prints the end
 
     def _refresh(self, live: Any) -> None:
         while not self._stop.wait(self._interval):

@@ -39,6 +39,7 @@ from rxpipe.engines.base import (
     Engine,
     Plan,
     Run,
+    StopRequest,
     closing,
     iterate_on_private_loop,
     run_on_private_loop,
@@ -120,10 +121,15 @@ class _GenericSegment:
         return _drive(interpreter(self.nodes, self.stats), src, upstream)
 
     def aiterate(
-        self, src: AsyncIterator[Any] | Iterator[Any], upstream: StageStats, *, sync: bool
+        self,
+        src: AsyncIterator[Any] | Iterator[Any],
+        upstream: StageStats,
+        stop: StopRequest,
+        *,
+        sync: bool,
     ) -> AsyncIterator[Any]:
         """``sync``: ``src`` is a plain iterator, to be read inline."""
-        return _adrive(interpreter(self.nodes, self.stats), src, upstream, sync=sync)
+        return _adrive(interpreter(self.nodes, self.stats), src, upstream, stop, sync=sync)
 
     def settle(self) -> int:
         return self.stats[0].received
@@ -264,6 +270,7 @@ async def _adrive(
     interp: Interpreter,
     src: AsyncIterator[Any] | Iterator[Any],
     upstream: StageStats,
+    stop: StopRequest,
     *,
     sync: bool,
 ) -> AsyncIterator[Any]:
@@ -303,9 +310,9 @@ async def _adrive(
                         # due while the read blocked the loop: the timer first, then the input
                         held.append(got)
                         got = NOTHING
-                    elif inline_reads >= _YIELD_EVERY:
+                    elif inline_reads >= _YIELD_EVERY or stop.hurry:
                         inline_reads = 0
-                        await asyncio.sleep(0)
+                        await asyncio.sleep(0)  # (a stop from elsewhere lands here)
                 else:
                     got = await work.awaiting(receive)
             else:  # WAIT
@@ -362,14 +369,17 @@ async def _anext_outcome(src: AsyncIterator[Any], upstream: StageStats) -> Any:
         return Failure(annotate(exc, upstream.name))
 
 
-async def _cooperative(src: Iterator[Any]) -> AsyncIterator[Any]:
-    """A sync iterator inside an async run: give the loop a turn every few hundred items."""
+async def _cooperative(src: Iterator[Any], stop: StopRequest) -> AsyncIterator[Any]:
+    """A sync iterator inside an async run: give the loop a turn every few hundred items, and
+    at once when the run is asked to stop from elsewhere (the stop is a cancellation that
+    lands at the next turn: a filter that rejects every item would otherwise delay it by a
+    few hundred reads)."""
     n = 0
     try:
         for item in src:
             yield item
             n += 1
-            if n >= _YIELD_EVERY:
+            if n >= _YIELD_EVERY or stop.hurry:
                 n = 0
                 await asyncio.sleep(0)
     finally:
@@ -474,6 +484,7 @@ class PullRun(Run[Any]):
         # stays a plain iterator until something needs the loop; a generic segment reads it
         # inline, without a task per item.
         sync = not (source.is_async or source.prefers_async)
+        stop = self._stop_request()
         telemetry = self._telemetry
         it: Any = (
             telemetry.source(source.open(self))
@@ -481,18 +492,18 @@ class PullRun(Run[Any]):
             else telemetry.source_async(source.open_async(self))
         )
         if not self._segments:
-            return self._counted.aiterate(_cooperative(it) if sync else it)
+            return self._counted.aiterate(_cooperative(it, stop) if sync else it)
         position = 0
         for seg in self._segments:
             upstream = self._stats[position]
             position += seg.width
             if isinstance(seg, _GenericSegment):
-                it, sync = seg.aiterate(it, upstream, sync=sync), False
+                it, sync = seg.aiterate(it, upstream, stop, sync=sync), False
             elif sync and isinstance(seg, FusedRun) and seg.reads_one_per_output:
                 it = seg.iterate(it, upstream)
             else:
-                it, sync = seg.aiterate(_cooperative(it) if sync else it, upstream), False
-        return _cooperative(it) if sync else it
+                it, sync = seg.aiterate(_cooperative(it, stop) if sync else it, upstream), False
+        return _cooperative(it, stop) if sync else it
 
     # -- RunContext: what the source may ask of this run -------------------------------------
     @property
