@@ -80,7 +80,7 @@ class Run(ABC, Generic[T]):
                     item = next(inner)
                 except StopIteration:
                     return
-                if stop.requested:  # asked while this step ran: the item is not delivered
+                if stop.is_requested():  # asked while this step ran: the item is not delivered
                     self.give_back(1)
                     return
                 yield item
