@@ -170,14 +170,18 @@ class TickSource(Source[int]):
             wait = due - loop.time()
             if wait > 0:
                 await asyncio.sleep(wait)
+            if period is not None:
+                late = loop.time() - due
+                if late >= period:
+                    # a period or more late (the consumer asked late, or the loop was busy
+                    # past the wake-up): this tick now, on the grid's latest point, so the next
+                    # one comes on the grid after it (the ticks in between are skipped)
+                    due += (late // period) * period
             yield n
             if period is None:
                 return
             n += 1
             due += period
-            late = loop.time() - due
-            if late > 0:  # asked late: this tick now, the next one on the grid (skip the rest)
-                due += (late // period) * period
 
 
 @dataclass(frozen=True, slots=True)

@@ -534,6 +534,34 @@ def test_interval_skips_ticks_a_slow_consumer_missed() -> None:
     assert got == [(0, 0.1), (1, 0.35), (2, 0.4), (3, 0.5)]
 
 
+def test_interval_never_bunches_ticks_after_the_loop_was_busy() -> None:
+    """Regression: a wake-up the loop delivered late (another task held it past two grid
+    points) gave that tick and the next one at the same instant; now the late tick comes at
+    once and the next one on the grid."""
+
+    async def main() -> list[tuple[int, float]]:
+        loop = asyncio.get_running_loop()
+        assert isinstance(loop, VirtualTimeLoop)
+        ticks = TickSource(0.1, 0.1).open_async(None)  # type: ignore[arg-type]
+        out = [(await anext(ticks), round(now(), 6))]  # 0 at 0.1
+
+        def busy() -> None:  # a task holding the loop from 0.15 to 0.47 (virtual)
+            loop.advance(0.32)
+
+        loop.call_at(0.15, busy)
+        for _ in range(3):
+            out.append((await anext(ticks), round(now(), 6)))
+        await ticks.aclose()  # type: ignore[attr-defined]
+        return out
+
+    loop = VirtualTimeLoop()
+    try:
+        got = loop.run_until_complete(main())
+    finally:
+        loop.close()
+    assert got == [(0, 0.1), (1, 0.47), (2, 0.5), (3, 0.6)]
+
+
 def test_timer_sources_refuse_bad_durations() -> None:
     with pytest.raises(ValueError, match="interval"):
         Flow.interval(0)
