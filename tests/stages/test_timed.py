@@ -17,9 +17,9 @@ import contextlib
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Hashable, Iterator
+from collections.abc import AsyncIterator, Coroutine, Hashable, Iterator
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import pytest
 
@@ -291,7 +291,7 @@ def _slow_reads(n: int, seconds: float, fake: _FakeClock) -> Iterator[int]:
             loop = None
         if isinstance(loop, VirtualTimeLoop):
             loop.advance(seconds)
-        elif loop is None and isinstance(threading.current_thread(), threading._MainThread):
+        elif loop is None and threading.current_thread() is threading.main_thread():
             fake.now += seconds
         else:
             time.sleep(seconds)
@@ -328,8 +328,8 @@ def test_chunk_within_closes_on_time_behind_a_slow_sync_source(
         assert max(len(g) for g in got) <= 4
 
 
-async def _same(x: int) -> int:
-    return x
+async def _same(group: list[int]) -> list[int]:
+    return group
 
 
 def test_chunk_within_counts_from_the_first_item_of_the_group(engine: Engine) -> None:
@@ -525,13 +525,19 @@ def test_interval_skips_ticks_a_slow_consumer_missed() -> None:
         await ticks.aclose()  # type: ignore[attr-defined]
         return out
 
+    # 0 at 0.1; the reader comes back at 0.35: 1 at once, then the grid (0.4, 0.5)
+    assert _on_virtual_loop(main()) == [(0, 0.1), (1, 0.35), (2, 0.4), (3, 0.5)]
+
+
+T = TypeVar("T")
+
+
+def _on_virtual_loop(main: Coroutine[Any, Any, T]) -> T:
     loop = VirtualTimeLoop()
     try:
-        got = loop.run_until_complete(main())
+        return loop.run_until_complete(main)
     finally:
         loop.close()
-    # 0 at 0.1; the reader comes back at 0.35: 1 at once, then the grid (0.4, 0.5)
-    assert got == [(0, 0.1), (1, 0.35), (2, 0.4), (3, 0.5)]
 
 
 def test_interval_never_bunches_ticks_after_the_loop_was_busy() -> None:
@@ -554,12 +560,7 @@ def test_interval_never_bunches_ticks_after_the_loop_was_busy() -> None:
         await ticks.aclose()  # type: ignore[attr-defined]
         return out
 
-    loop = VirtualTimeLoop()
-    try:
-        got = loop.run_until_complete(main())
-    finally:
-        loop.close()
-    assert got == [(0, 0.1), (1, 0.47), (2, 0.5), (3, 0.6)]
+    assert _on_virtual_loop(main()) == [(0, 0.1), (1, 0.47), (2, 0.5), (3, 0.6)]
 
 
 def test_timer_sources_refuse_bad_durations() -> None:
