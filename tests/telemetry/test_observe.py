@@ -250,6 +250,39 @@ def test_metrics_receive_what_the_report_says(engine: Engine) -> None:
     assert len(rec.durations["parse"]) == 100
 
 
+def test_every_error_counts_by_class_though_a_fast_stage_times_few_calls(engine: Engine) -> None:
+    """A fast observed stage times one call in up to 16 (StageTiming.item); the errors of the
+    calls in between still count by class: 20 ValueErrors at item 1,000 onwards, 1 in 50."""
+    rec = Recorder()
+
+    def parse(x: int) -> int:
+        if x >= 1_000 and x % 50 == 0:
+            raise ValueError(x)
+        return x
+
+    report = Flow.range(2_000).map(parse, errors="skip").observe("parse", rec).run(engine=engine)
+    assert report.stages["parse"].errored == 20
+    assert rec.errors == {("parse", "ValueError"): 20}
+    assert len(rec.durations["parse"]) < 2_000  # a fast stage: not every call was timed
+
+
+def test_an_error_of_an_untimed_call_on_a_lowered_stage_counts_by_class() -> None:
+    """The push engine's lowered map (default error surface): the failing call at item 5,000
+    is very likely one of the untimed ones; it ends the run and counts once by class."""
+    rec = Recorder()
+
+    def f(x: int) -> int:
+        if x == 5_000:
+            raise ValueError(x)
+        return x
+
+    for engine in (PushEngine(buffer=16), PushEngine(buffer=0), PullEngine()):
+        rec.errors.clear()
+        with pytest.raises(ValueError, match="5000"):
+            Flow.range(10_000).map(f).observe("f", rec).run(engine=engine)
+        assert rec.errors == {("f", "ValueError"): 1}, engine
+
+
 # -- queue depth and stalls ------------------------------------------------------------------
 def test_push_channels_are_sampled_while_the_run_goes() -> None:
     rec = Recorder()

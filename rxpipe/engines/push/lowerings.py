@@ -49,17 +49,21 @@ async def _send_counted(outbox: Any, item: Any, stats: StageStats) -> bool:
 async def run_iterator_source_async(items: Iterator[Any], stats: StageStats, outbox: Any) -> None:
     """A synchronous source on the asyncio runtime: as many items per step as the channel has
     room for, then a waiting send when it is full (which is where the task yields)."""
+    # an observed source times some of its reads itself (TimedIterator.take): the stretches
+    # between them still run at C speed
+    take = getattr(items, "take", None)
     try:
         while True:
             room = outbox.space()
             if room > 1:
                 # Items the source produced before it raised go out before its error.
                 chunk: list[Any] = []
-                append = chunk.append
                 failure: Exception | None = None
                 try:
-                    for item in itertools.islice(items, room):
-                        append(item)
+                    if take is None:
+                        chunk.extend(itertools.islice(items, room))
+                    else:
+                        take(room, chunk)
                 except Exception as exc:
                     failure = exc
                 taken = len(chunk)
@@ -109,8 +113,11 @@ async def run_simple_async(
     everything that is ready before it yields: several items per wake-up, and never more held
     than one.
     """
-    if stats.timing is not None:  # an observed run: each call is one item's duration
-        fn = stats.timing.timed(fn)
+    # An observed run times one call in a stride (StageTiming.item): ``fn`` is the timed
+    # call, ``call`` the plain one for the calls in between (``skip`` counts them down).
+    timing, call, skip = stats.timing, fn, 0
+    if timing is not None:
+        fn = timing.timed_always(call)
     receive_nowait, send_nowait = inbox.receive_nowait, outbox.send_nowait
     received = emitted = filtered = 0
     holding = False
@@ -136,7 +143,18 @@ async def run_simple_async(
                         item, batch[i] = batch[i], _TAKEN
                         received += 1
                         try:
-                            out = fn(item)
+                            if skip:  # untimed (no frame more than an unobserved call)
+                                skip -= 1
+                                try:
+                                    out = call(item)
+                                except Exception as exc:
+                                    if timing is not None:
+                                        timing.error(exc)
+                                    raise
+                            else:
+                                out = fn(item)
+                                if timing is not None:
+                                    skip, timing.skip = timing.skip, 0
                         except Exception as exc:
                             # what came before the failing item still goes out first (it fits)
                             stats.errored += 1
@@ -195,7 +213,18 @@ async def run_simple_async(
             received += 1
             holding = True
             try:
-                out = fn(item)
+                if skip:
+                    skip -= 1
+                    try:
+                        out = call(item)
+                    except Exception as exc:
+                        if timing is not None:
+                            timing.error(exc)
+                        raise
+                else:
+                    out = fn(item)
+                    if timing is not None:
+                        skip, timing.skip = timing.skip, 0
             except Exception as exc:
                 holding = False
                 stats.errored += 1
