@@ -248,11 +248,12 @@ class StageTiming:
         return timed_done
 
     def timed(self, fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
-        """``fn`` timed as one item per call (for lowerings that call user functions)."""
-        item, error = self.item, self.error
+        """``fn`` timed as one item per call, one call in a stride (see :meth:`item`): for a
+        caller that just calls it (the fused loop)."""
+        timed, error = self.timed_always(fn), self.error
         skip = 0  # this wrapper's own count of self.skip: a local is cheaper per call
 
-        def timed_fn(x: Any) -> Any:
+        def sampled_fn(x: Any) -> Any:
             nonlocal skip
             if skip:
                 skip -= 1
@@ -261,17 +262,12 @@ class StageTiming:
                 except Exception as exc:
                     error(exc)
                     raise
-            started = perf_counter()
             try:
-                return fn(x)
-            except Exception as exc:
-                error(exc)
-                raise
+                return timed(x)
             finally:
-                item(perf_counter() - started)
                 skip, self.skip = self.skip, 0
 
-        return timed_fn
+        return sampled_fn
 
     def timed_always(self, fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
         """``fn`` timed at every call: for a caller that keeps the stride itself (it calls
