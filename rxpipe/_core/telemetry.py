@@ -248,39 +248,37 @@ class StageTiming:
         return timed_done
 
     def timed(self, fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
-        """``fn`` timed as one item per call, one call in a stride (see :meth:`item`): for a
-        caller that just calls it (the fused loop)."""
+        """``fn`` timed as one item per call, one call in a stride (see :meth:`item`), its
+        errors counted by class: for a caller that just calls it (the fused loop)."""
         timed, error = self.timed_always(fn), self.error
         skip = 0  # this wrapper's own count of self.skip: a local is cheaper per call
 
         def sampled_fn(x: Any) -> Any:
             nonlocal skip
-            if skip:
-                skip -= 1
-                try:
-                    return fn(x)
-                except Exception as exc:
-                    error(exc)
-                    raise
             try:
-                return timed(x)
-            finally:
-                skip, self.skip = self.skip, 0
+                if skip:
+                    skip -= 1
+                    return fn(x)
+                try:
+                    return timed(x)
+                finally:
+                    skip, self.skip = self.skip, 0
+            except Exception as exc:
+                error(exc)
+                raise
 
         return sampled_fn
 
     def timed_always(self, fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
-        """``fn`` timed at every call: for a caller that keeps the stride itself (it calls
-        ``fn`` untimed while ``skip`` says so, then reads ``skip`` anew after a timed call)."""
-        item, error = self.item, self.error
+        """``fn`` timed at every call, its errors left to the caller to count (:meth:`error`):
+        for a caller that keeps the stride itself (it calls ``fn`` untimed while ``skip`` says
+        so, then reads ``skip`` anew after a timed call)."""
+        item = self.item
 
         def timed_fn(x: Any) -> Any:
             started = perf_counter()
             try:
                 return fn(x)
-            except Exception as exc:
-                error(exc)
-                raise
             finally:
                 item(perf_counter() - started)
 

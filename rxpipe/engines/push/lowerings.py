@@ -145,17 +145,14 @@ async def run_simple_async(
                         try:
                             if skip:  # untimed (no frame more than an unobserved call)
                                 skip -= 1
-                                try:
-                                    out = call(item)
-                                except Exception as exc:
-                                    if timing is not None:
-                                        timing.error(exc)
-                                    raise
+                                out = call(item)
                             else:
                                 out = fn(item)
                                 if timing is not None:
                                     skip, timing.skip = timing.skip, 0
                         except Exception as exc:
+                            if timing is not None:
+                                timing.error(exc)
                             # what came before the failing item still goes out first (it fits)
                             stats.errored += 1
                             stats.lost += len(batch) - i - 1
@@ -215,17 +212,14 @@ async def run_simple_async(
             try:
                 if skip:
                     skip -= 1
-                    try:
-                        out = call(item)
-                    except Exception as exc:
-                        if timing is not None:
-                            timing.error(exc)
-                        raise
+                    out = call(item)
                 else:
                     out = fn(item)
                     if timing is not None:
                         skip, timing.skip = timing.skip, 0
             except Exception as exc:
+                if timing is not None:
+                    timing.error(exc)
                 holding = False
                 stats.errored += 1
                 inbox.close_receiving()
