@@ -39,7 +39,7 @@ SAMPLES: Final = 20_000
 #: then under 1% of it). A faster stage has one item in ``stride`` timed, at random, the
 #: stride chosen so the stopwatch stays about as cheap, up to :data:`MAX_STRIDE`.
 TIME_EVERY_ITEM_FROM: Final = 20e-6
-MAX_STRIDE: Final = 16
+MAX_STRIDE: Final = 64
 #: Timed items between two choices of the stride.
 _RECALIBRATE: Final = 128
 

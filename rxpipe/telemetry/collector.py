@@ -78,10 +78,7 @@ class RunTelemetry:
     __slots__ = (
         "_flush_lock",
         "_flushed",
-        "_queue_max",
         "_queue_probes",
-        "_queue_samples",
-        "_queue_sum",
         "_sampler",
         "_stall_after",
         "engine",
@@ -124,9 +121,6 @@ class RunTelemetry:
         self._flush_lock = threading.Lock()
         #: Input-queue probes per stage index, registered by the engine (None: no queue).
         self._queue_probes: dict[int, QueueProbe] = {}
-        self._queue_samples = 0
-        self._queue_sum: dict[int, float] = {}
-        self._queue_max: dict[int, int] = {}
 
     # -- what the engines call -------------------------------------------------------------
     def source(self, items: Iterator[Any]) -> Iterator[Any]:
@@ -160,26 +154,16 @@ class RunTelemetry:
         return any(m is not None for m in self.metrics)
 
     # -- sampling --------------------------------------------------------------------------
-    def sample_queues(self) -> dict[int, tuple[int, int]]:
-        """Read every registered queue once; keep the fill for the Report; return them."""
+    def read_queues(self) -> dict[int, tuple[int, int]]:
+        """Every registered queue's (size, capacity), read now (a queue being torn down is
+        left out)."""
         now: dict[int, tuple[int, int]] = {}
         for index, probe in list(self._queue_probes.items()):
             try:
-                size, capacity = probe()
-            except Exception:  # a queue being torn down: skip this sample
+                now[index] = probe()
+            except Exception:  # a queue being torn down: skip it this time
                 continue
-            now[index] = (size, capacity)
-            fill = size / capacity if capacity else 0.0
-            self._queue_sum[index] = self._queue_sum.get(index, 0.0) + fill
-            self._queue_max[index] = max(self._queue_max.get(index, 0), size)
-        if now:
-            self._queue_samples += 1
         return now
-
-    def queue_fill(self) -> dict[int, float]:
-        """The mean sampled fill (0-1) of each stage's input queue; empty if never sampled."""
-        n = self._queue_samples
-        return {i: total / n for i, total in self._queue_sum.items()} if n else {}
 
     # -- the Report's fields ---------------------------------------------------------------
     def busy_seconds(self, index: int) -> float | None:

@@ -1,11 +1,12 @@
 """The sampler of an observed run: queue depth, periodic flushes, and the stall detector.
 
 One daemon thread per observed run (none for a run that observes nothing). Every
-``interval`` it reads each stage's input queue (push channels' ``statistics()``, pull
-buffers) into the run's :class:`~rxpipe.telemetry.collector.RunTelemetry`; every
-``flush_every`` it hands the exporters what changed; and when no item moved for
-``stall_after`` seconds it logs one warning on the ``"rxpipe"`` logger naming who waits on
-whom. The run stops it (and joins it) when it ends.
+``interval`` it checks that items still move (a sum of counters); every ``flush_every`` it
+reads each stage's input queue (push channels' ``statistics()``, pull buffers) and hands the
+exporters what changed; and when no item moved for ``stall_after`` seconds it reads the
+queues and logs one warning on the ``"rxpipe"`` logger naming who waits on whom. The queues
+are read only then: reading them costs the running stages the GIL, 100 times a second for
+nothing. The run stops the sampler (and joins it) when it ends.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Final, final
 
 if TYPE_CHECKING:
@@ -25,7 +25,7 @@ log: Final = logging.getLogger("rxpipe")
 
 #: An observed run that moves no item for this long logs a warning (engines' ``stall_after``).
 DEFAULT_STALL_SECONDS: Final = 10.0
-#: How often queues are read.
+#: How often progress is checked.
 INTERVAL: Final = 0.01
 #: How often exporters receive what changed while the run goes.
 FLUSH_EVERY: Final = 1.0
@@ -58,7 +58,6 @@ class Sampler:
     """Samples one run's queues on a daemon thread until :meth:`stop`."""
 
     __slots__ = (
-        "_extra",
         "_flush_every",
         "_interval",
         "_stall_after",
@@ -75,13 +74,11 @@ class Sampler:
         stall_after: float | None = DEFAULT_STALL_SECONDS,
         interval: float = INTERVAL,
         flush_every: float = FLUSH_EVERY,
-        extra: Callable[[dict[int, tuple[int, int]]], None] | None = None,
     ) -> None:
         self._telemetry = telemetry
         self._stall_after = stall_after
         self._interval = interval
         self._flush_every = flush_every
-        self._extra = extra
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         #: Whether the stall warning was logged (once per run).
@@ -110,10 +107,7 @@ class Sampler:
         last_flush = last_move = time.monotonic()
         moved = self._progress()
         while not self._stop.wait(self._interval):
-            queues = telemetry.sample_queues()
             now = time.monotonic()
-            if self._extra is not None:
-                self._extra(queues)
             progress = self._progress()
             if progress != moved:
                 moved, last_move = progress, now
@@ -123,7 +117,8 @@ class Sampler:
                 and now - last_move >= self._stall_after
             ):
                 self.warned = True
-                log.warning(stall_message(telemetry, queues, now - last_move))
+                log.warning(stall_message(telemetry, telemetry.read_queues(), now - last_move))
             if now - last_flush >= self._flush_every:
                 last_flush = now
-                telemetry.flush(queues)
+                if telemetry.exports:
+                    telemetry.flush(telemetry.read_queues())

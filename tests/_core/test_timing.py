@@ -7,7 +7,13 @@ import random
 
 import pytest
 
-from rxpipe._core.telemetry import MAX_STRIDE, SAMPLES, Reservoir, StageTiming
+from rxpipe._core.telemetry import (
+    MAX_STRIDE,
+    SAMPLES,
+    TIME_EVERY_ITEM_FROM,
+    Reservoir,
+    StageTiming,
+)
 
 
 def test_it_keeps_everything_up_to_its_size() -> None:
@@ -59,21 +65,28 @@ def test_a_slow_stage_has_every_item_timed() -> None:
 
 
 def test_a_fast_stage_is_timed_one_in_a_stride_and_its_busy_time_is_estimated() -> None:
-    """1 us items: about one in MAX_STRIDE is timed; each stands for itself and the items
+    """0.1 us items: about one in MAX_STRIDE is timed; each stands for itself and the items
     skipped before it, so busy time estimates the whole (items that did not happen after the
     last timed one are never counted)."""
     random.seed(7)
     timing = StageTiming(keep=True)
-    n = 200_000
-    timed = _run(timing, n, 1e-6)
+    n = 400_000
+    timed = _run(timing, n, 0.1e-6)
     assert n / MAX_STRIDE * 0.9 < timed < n / MAX_STRIDE * 1.1 + 128  # first 128: all timed
-    assert abs(timing.busy - n * 1e-6) < 0.02 * n * 1e-6
+    assert abs(timing.busy - n * 0.1e-6) < 0.03 * n * 0.1e-6
     assert timing.timed_items == timed
+
+
+def test_a_stage_between_is_timed_at_the_stride_that_bounds_the_stopwatch() -> None:
+    """2 us items: one in 10 (TIME_EVERY_ITEM_FROM / 2 us) is timed, not one in MAX_STRIDE."""
+    timing = StageTiming(keep=False)
+    _run(timing, 10_000, 2e-6)
+    assert timing._stride == round(TIME_EVERY_ITEM_FROM / 2e-6)
 
 
 def test_the_stride_follows_the_stage_when_it_slows_down() -> None:
     timing = StageTiming(keep=False)
-    _run(timing, 10_000, 1e-6)
+    _run(timing, 10_000, 0.1e-6)
     assert timing._stride == MAX_STRIDE
     _run(timing, 10_000, 1e-3)  # it became slow: every item timed again
     assert timing._stride == 1
