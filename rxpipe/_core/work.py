@@ -137,12 +137,12 @@ class Work:
 
     __slots__ = (
         "_idle",
-        "_input",
         "_lanes",
         "_runners",
         "_spinning",
         "_stopping",
         "_waiter",
+        "awaited_input",
         "finished",
         "next_due",
         "running",
@@ -161,8 +161,9 @@ class Work:
         self._idle: dict[_Runner, asyncio.Future[_Piece]] = {}
         self._lanes: list[Lane] = []
         self._stopping = False
-        #: The driver's input, awaited beside the work (see :meth:`awaiting`).
-        self._input: asyncio.Future[Any] | None = None
+        #: The driver's input, awaited beside the work (see :meth:`awaiting`); while it is
+        #: not None, the driver takes no other input (an attribute: read per item).
+        self.awaited_input: asyncio.Future[Any] | None = None
         #: Armed timers (counted in ``running`` too): stage, callback and loop time due of each.
         self.timers: dict[Timer, tuple[int, Done, float]] = {}
         #: The earliest loop time an armed timer is due (``math.inf`` with none).
@@ -432,7 +433,7 @@ class Work:
         returns, or :data:`NOT_YET` when a piece of work ended first (the input stays awaited,
         and the next call picks it up). With no work at all it simply awaits the input.
         """
-        task = self._input
+        task = self.awaited_input
         if task is None:
             if not self.running and not self.finished:
                 return await receive()  # nothing else can happen meanwhile
@@ -440,23 +441,18 @@ class Work:
             got, started = run_or_start(receive())
             if started is None:
                 return got
-            task = self._input = started
+            task = self.awaited_input = started
             task.add_done_callback(self.wake)
         if not task.done():
             await self.wait()  # woken by ended work or by the input
         if not task.done():
             return NOT_YET
-        self._input = None
+        self.awaited_input = None
         return task.result()
-
-    @property
-    def input_pending(self) -> bool:
-        """Whether :meth:`awaiting` left an input being awaited (take no other meanwhile)."""
-        return self._input is not None
 
     def input_at_stop(self) -> Any:
         """What the input awaited at :meth:`stop` brought (:data:`NOT_YET` if nothing)."""
-        task, self._input = self._input, None
+        task, self.awaited_input = self.awaited_input, None
         if task is None or task.cancelled():
             return NOT_YET
         return task.result()
@@ -475,8 +471,8 @@ class Work:
         runners = self._runners
         pending: list[asyncio.Future[Any]] = [r.task for r in runners if r.task is not None]
         pending.extend(extra)
-        if self._input is not None:
-            pending.append(self._input)
+        if self.awaited_input is not None:
+            pending.append(self.awaited_input)
         self._runners = []
         self._spinning.clear()
         self._idle.clear()

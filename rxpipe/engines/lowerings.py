@@ -39,7 +39,7 @@ class Lowering:
     """One fast path: which engine takes it, for which stage types, and where it is written."""
 
     name: str
-    #: ``"pull"`` or ``"push/asyncio"``.
+    #: ``"pull"``, ``"push"`` (both runtimes) or ``"push/asyncio"``.
     engine: str
     #: The stage types it runs (none for a source lowering).
     stages: tuple[type[Stage[Any, Any]], ...]
@@ -68,11 +68,11 @@ FUSED_LOOP: Final = Lowering(
 )
 CHANNEL_BATCHES: Final = Lowering(
     "channel batches",
-    "push/asyncio",
+    "push",
     (Map, Filter),
-    "rxpipe/engines/push/lowerings.py::run_simple_async",
-    "receive, call, send without the port protocol; every ready item that fits downstream "
-    "moves in one wake-up",
+    "rxpipe/engines/push/lowerings.py::simple_steps",
+    "receive, call, send without the port protocol, as a step machine both runtimes' "
+    "drivers run; every ready item that fits downstream moves in one wake-up",
 )
 ITERATOR_SOURCE: Final = Lowering(
     "iterator source batches",

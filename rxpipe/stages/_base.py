@@ -25,11 +25,11 @@ Callbacks are synchronous and never concurrent, so logic state needs no locks.
 
 from __future__ import annotations
 
-import itertools
 import operator
 from abc import ABC, abstractmethod
+from collections import deque
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Iterator
-from typing import Any, ClassVar, Generic, Protocol, TypeVar
+from typing import Any, ClassVar, Generic, Protocol, TypeVar, final
 
 from rxpipe._core.stats import Done, StageStats
 
@@ -193,6 +193,29 @@ class Stage(ABC, Generic[InT, OutT]):
         """Make fresh logic for one run, bound to the engine's ports."""
 
 
+@final
+class _Concat(Iterator[OutT]):
+    """``itertools.chain`` that knows how many items it still holds (``length_hint``): what a
+    logic holds when the run stops is counted lost, and a chain would say 0."""
+
+    __slots__ = ("_parts",)
+
+    def __init__(self, *parts: Iterable[OutT]) -> None:
+        self._parts = deque(iter(p) for p in parts)
+
+    def __next__(self) -> OutT:
+        parts = self._parts
+        while parts:
+            try:
+                return next(parts[0])
+            except StopIteration:
+                parts.popleft()
+        raise StopIteration
+
+    def __length_hint__(self) -> int:
+        return sum(operator.length_hint(p) for p in self._parts)
+
+
 class LinearLogic(StageLogic[InT, OutT]):
     """Logic for the common case: each item becomes zero or more outputs; a flush at the end.
 
@@ -261,11 +284,11 @@ class LinearLogic(StageLogic[InT, OutT]):
         self._upstream_done = True
         rest = self.on_finish()
         if rest is not None:
-            self._pending = itertools.chain(self._pending or (), rest)
+            self._pending = _Concat(self._pending or (), rest)
         if self._pending is not None and not self.ports.can_push():
             # Look ahead: completion must not wait for demand when nothing is left to emit.
             item = next(self._pending, _NOTHING)
-            self._pending = None if item is _NOTHING else itertools.chain((item,), self._pending)
+            self._pending = None if item is _NOTHING else _Concat((item,), self._pending)
         if self._pending is None:
             self.ports.complete()
         elif self.ports.can_push():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator, Callable, Coroutine, Iterator
-from typing import TYPE_CHECKING, Any, cast, final
+from typing import TYPE_CHECKING, Any, final
 
 from rxpipe.engines.base import (
     StopRequest,
@@ -12,13 +12,12 @@ from rxpipe.engines.base import (
     iterate_on_private_loop,
     run_on_private_loop,
 )
-from rxpipe.engines.lowerings import CHANNEL_BATCHES, ITERATOR_SOURCE
+from rxpipe.engines.lowerings import ITERATOR_SOURCE
 from rxpipe.engines.push._channel_common import EndOfChannel
 from rxpipe.engines.push.channel import AsyncChannel
 from rxpipe.engines.push.drivers import drive_async, fail_stage
-from rxpipe.engines.push.lowerings import run_iterator_source_async, run_simple_async
+from rxpipe.engines.push.lowerings import run_iterator_source_async
 from rxpipe.engines.push.parts import AsyncIteratorInbox, IteratorInbox, Part, stage_part
-from rxpipe.stages.simple import Filter, Map
 
 if TYPE_CHECKING:
     from rxpipe._core.stats import StageStats
@@ -149,13 +148,7 @@ class AsyncioRuntime:
 
 
 def _stage(node: Node, stats: StageStats, inbox: Any, outbox: Any) -> Coroutine[Any, Any, None]:
-    """A stage's runner: its lowering if one applies (see :mod:`rxpipe.engines.lowerings`), else
-    the generic one."""
-    stage = node.stage
-    if CHANNEL_BATCHES.applies(node):
-        if isinstance(stage, Map):
-            return run_simple_async(inbox, stats, outbox, stage.fn, keep=False)
-        return run_simple_async(inbox, stats, outbox, cast("Filter[Any]", stage).pred, keep=True)
+    """A stage's runner (its lowering, if one applies: see :func:`stage_part`)."""
     return drive_async(stage_part(node, stats, inbox, outbox))
 
 

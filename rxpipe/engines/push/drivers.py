@@ -72,6 +72,7 @@ async def drive_async(part: Part) -> None:
     steps, output, scheduled, work = part.steps, part.output, part.scheduled, part.work
     outbox = part.outbox
     send_nowait, receive_nowait = outbox.send_nowait, part.inbox.receive_nowait
+    inbox_receive = part.inbox.receive
     receive = functools.partial(_receive, part)
     # an asyncio channel wakes the future running work wakes (see Work.wait_beside)
     wake_me = part.inbox if hasattr(part.inbox, "wake_when_receivable") else None
@@ -106,7 +107,7 @@ async def drive_async(part: Part) -> None:
                     continue
                 got = NOTHING
                 # a ready item is taken at once; beside running work, only so many in a row
-                if ready_in_a_row < _READY_IN_A_ROW and not work.input_pending:
+                if ready_in_a_row < _READY_IN_A_ROW and work.awaited_input is None:
                     try:
                         got = receive_nowait()
                     except WouldBlock:
@@ -119,7 +120,7 @@ async def drive_async(part: Part) -> None:
                     ready_in_a_row = 0
                     if (
                         wake_me is not None
-                        and not work.input_pending
+                        and work.awaited_input is None
                         and (work.running or work.finished)
                     ):
                         # input, ended work and timers all wake one future: no task
@@ -130,8 +131,13 @@ async def drive_async(part: Part) -> None:
                             got = NOTHING
                         except Exception as exc:
                             got = _outcome(exc, part)
-                    else:
+                    elif work.running or work.finished or work.awaited_input is not None:
                         got = await work.awaiting(receive)
+                    else:  # nothing else can happen meanwhile: just the input
+                        try:
+                            got = await inbox_receive()
+                        except Exception as exc:
+                            got = _outcome(exc, part)
                 elif work.running:
                     ready_in_a_row += 1
                 if got is _CLOSED:

@@ -1,29 +1,31 @@
-"""The push engine's lowerings on the asyncio runtime: hand-written loops for the hottest shapes.
+"""The push engine's lowerings: hand-written loops for the hottest shapes.
 
-Each does what the generic runner (:mod:`rxpipe._core.steps` driven by
-:func:`~rxpipe.engines.push.drivers.drive_async`) would do for that stage, without the port
-protocol in between, and moves many ready items per wake-up. They are declared in
-:mod:`rxpipe.engines.lowerings`, which says when each applies; a test checks each against the
-generic path.
+Each does what the generic runner (:func:`rxpipe._core.steps.stage_steps`, run by a
+runtime's driver) would do for that stage, without the port protocol in between, and moves
+many ready items per wake-up. :func:`simple_steps` is a step machine like the generic one,
+so both runtimes' drivers run it; the source loop is the asyncio runtime's alone. They are
+declared in :mod:`rxpipe.engines.lowerings`, which says when each applies; a test checks each
+against the generic path.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any, Final
 
 from rxpipe._core.stats import StageStats
+from rxpipe._core.steps import COMPLETE, END, GONE, NOTHING, RECEIVE, SEND, Failure, Steps
 from rxpipe.engines.push._channel_common import (
     BrokenChannelError,
     ClosedChannelError,
-    EndOfChannel,
     WouldBlock,
 )
 from rxpipe.stages.errors import annotate
 
-__all__ = ("run_iterator_source_async", "run_simple_async")
+__all__ = ("run_iterator_source_async", "simple_steps")
 
 _DONE: Final[Any] = object()
 
@@ -103,161 +105,150 @@ async def run_iterator_source_async(items: Iterator[Any], stats: StageStats, out
 _TAKEN: Final[Any] = object()
 
 
-async def run_simple_async(
-    inbox: Any, stats: StageStats, outbox: Any, fn: Callable[[Any], Any], keep: bool
-) -> None:
-    """The push engine's lowering of ``map`` (``keep=False``) and ``filter`` (``keep=True``).
+def simple_steps(
+    inbox: Any,
+    outbox: Any,
+    stats: StageStats,
+    output: deque[Any],
+    fn: Callable[[Any], Any],
+    keep: bool,
+) -> Steps:
+    """The push engine's lowering of ``map`` (``keep=False``) and ``filter`` (``keep=True``),
+    on both runtimes: a step machine that either runtime's driver runs.
 
     The same Go stage as the generic runner, without the port protocol in between: receive,
-    call, send. Ready items move without suspending (``*_nowait``), so a woken stage drains
-    everything that is ready before it yields: several items per wake-up, and never more held
-    than one.
+    call, send. Ready items move without waiting (the channels' ``*_available`` calls), as
+    many as the output channel has room for, so a woken stage drains everything that is
+    ready before it yields, and never holds more than the downstream channel could (the
+    in-flight bound holds). It yields ``RECEIVE`` or ``SEND`` only to wait.
     """
     # An observed run times one call in a stride (StageTiming.item): ``fn`` is the timed
     # call, ``call`` the plain one for the calls in between (``skip`` counts them down).
     timing, call, skip = stats.timing, fn, 0
     if timing is not None:
         fn = timing.timed_always(call)
-    receive_nowait, send_nowait = inbox.receive_nowait, outbox.send_nowait
-    received = emitted = filtered = 0
-    holding = False
+    name = stats.name
+    space, receive_available, send_available, send_nowait = (
+        outbox.space,
+        inbox.receive_available,
+        outbox.send_available,
+        outbox.send_nowait,
+    )
     batch: list[Any] = []
-    try:
-        while True:
-            # Several ready items per wake-up: take no more than the output channel has room
-            # for, so all their results fit at once and the stage never holds more than the
-            # downstream channel could (the in-flight bound holds).
-            room = outbox.space()
-            if room > 1:
-                try:
-                    batch = inbox.receive_available(room)
-                except (EndOfChannel, ClosedChannelError, BrokenChannelError, WouldBlock):
-                    batch = []  # the item-by-item path below reports the end
-                except Exception:
-                    batch = []
-                if batch:
-                    outs: list[Any] = []
-                    for i in range(len(batch)):
-                        # the input leaves the batch as it is worked on: an item turned into
-                        # a new object is never held twice (the in-flight bound holds)
-                        item, batch[i] = batch[i], _TAKEN
-                        received += 1
-                        try:
-                            if skip:  # untimed (no frame more than an unobserved call)
-                                skip -= 1
-                                out = call(item)
-                            else:
-                                out = fn(item)
-                                if timing is not None:
-                                    skip, timing.skip = timing.skip, 0
-                        except Exception as exc:
-                            if timing is not None:
-                                timing.error(exc)
-                            # what came before the failing item still goes out first (it fits)
-                            stats.errored += 1
-                            stats.lost += len(batch) - i - 1
-                            try:
-                                outbox.send_available(outs)
-                                emitted += len(outs)
-                            except (BrokenChannelError, ClosedChannelError):
-                                stats.lost += len(outs)
-                            inbox.close_receiving()
-                            outbox.fail(annotate(exc, stats.name))
-                            batch = []
-                            return
-                        except BaseException:  # KeyboardInterrupt...: counted, then it ends the run
-                            stats.errored += 1
-                            stats.lost += len(batch) - i - 1 + len(outs)
-                            batch = []
-                            raise
-                        if keep:
-                            if out:
-                                outs.append(item)
-                            else:
-                                filtered += 1
-                        else:
-                            outs.append(out)
-                    batch = []
-                    sent = len(outs)
+    while True:
+        room = space()
+        if room > 1:
+            try:
+                batch = receive_available(room)
+            except Exception:
+                batch = []  # the item-by-item path below reports the end
+            if batch:
+                outs: list[Any] = []
+                filtered = 0
+                for i in range(len(batch)):
+                    # the input leaves the batch as it is worked on: an item turned into a
+                    # new object is never held twice (the in-flight bound holds)
+                    item, batch[i] = batch[i], _TAKEN
                     try:
-                        outbox.send_available(outs)
-                    except (BrokenChannelError, ClosedChannelError):
-                        emitted += sent
-                        stats.lost += sent
+                        if skip:  # untimed (no frame more than an unobserved call)
+                            skip -= 1
+                            out = call(item)
+                        else:
+                            out = fn(item)
+                            if timing is not None:
+                                skip, timing.skip = timing.skip, 0
+                    except Exception as exc:
+                        if timing is not None:
+                            timing.error(exc)
+                        # what came before the failing item still goes out first (it fits)
+                        stats.received += len(batch)
+                        stats.filtered += filtered
+                        stats.errored += 1
+                        stats.lost += len(batch) - i - 1
+                        batch = []
+                        stats.emitted += len(outs)
+                        try:
+                            send_available(outs)
+                        except (BrokenChannelError, ClosedChannelError):
+                            stats.lost += len(outs)
                         inbox.close_receiving()
-                        return
-                    finally:
-                        # the channel has them now: keeping references here would keep
-                        # consumed items alive past the in-flight bound
-                        outs.clear()
-                        item = out = None
-                    emitted += sent
-                    continue
-            try:
+                        return annotate(exc, name)
+                    except BaseException:  # KeyboardInterrupt...: counted, then it ends the run
+                        stats.received += len(batch)
+                        stats.filtered += filtered
+                        stats.errored += 1
+                        stats.lost += len(batch) - i - 1 + len(outs)  # never sent
+                        batch = []
+                        raise
+                    if keep:
+                        if out:
+                            outs.append(item)
+                        else:
+                            filtered += 1
+                    else:
+                        outs.append(out)
+                sent = len(outs)
+                stats.received += len(batch)
+                stats.filtered += filtered
+                stats.emitted += sent
+                batch = []
                 try:
-                    item = receive_nowait()
-                except WouldBlock:
-                    item = await inbox.receive()
-            except EndOfChannel:
-                outbox.close()
-                return
-            except Exception as exc:
-                # its own receiving end closed: the run stops; anything else (a channel error
-                # too) is what upstream failed with, and travels on
-                if not inbox.statistics().receiving_closed:
-                    outbox.fail(exc)
-                return
-            received += 1
-            holding = True
-            try:
-                if skip:
-                    skip -= 1
-                    out = call(item)
-                else:
-                    out = fn(item)
-                    if timing is not None:
-                        skip, timing.skip = timing.skip, 0
-            except Exception as exc:
-                if timing is not None:
-                    timing.error(exc)
-                holding = False
-                stats.errored += 1
-                inbox.close_receiving()
-                outbox.fail(annotate(exc, stats.name))
-                return
-            except BaseException:  # KeyboardInterrupt...: counted, then it ends the run
-                holding = False
-                stats.errored += 1
-                raise
-            if keep:
-                if not out:
-                    filtered += 1
-                    holding = False
-                    continue
-                out = item
-            item = _TAKEN  # only the output is held while it waits to be sent
-            try:
-                send_nowait(out)
-            except WouldBlock:
-                try:
-                    await outbox.send(out)
+                    send_available(outs)
                 except (BrokenChannelError, ClosedChannelError):
-                    emitted += 1
-                    holding = False
-                    stats.lost += 1
+                    stats.lost += sent
                     inbox.close_receiving()
-                    return
-            except (BrokenChannelError, ClosedChannelError):
-                emitted += 1
-                holding = False
-                stats.lost += 1
-                inbox.close_receiving()
-                return
-            emitted += 1
-            holding = False
-    finally:
-        if holding:
+                    return GONE
+                finally:
+                    # the channel has them now: keeping references here would keep
+                    # consumed items alive past the in-flight bound
+                    outs.clear()
+                    item = out = None
+                continue
+        got = yield RECEIVE
+        if got is NOTHING:
+            continue
+        if got is END:
+            return COMPLETE
+        if type(got) is Failure:
+            return got.error  # upstream's, already named after its stage
+        stats.received += 1
+        try:
+            if skip:
+                skip -= 1
+                out = call(got)
+            else:
+                out = fn(got)
+                if timing is not None:
+                    skip, timing.skip = timing.skip, 0
+        except Exception as exc:
+            if timing is not None:
+                timing.error(exc)
+            stats.errored += 1
+            inbox.close_receiving()
+            return annotate(exc, name)
+        except BaseException:  # KeyboardInterrupt...: counted, then it ends the run
+            stats.errored += 1
+            raise
+        if keep:
+            if not out:
+                stats.filtered += 1
+                continue
+            out = got
+        got = None  # only the output is held while it waits to be sent
+        stats.emitted += 1
+        try:
+            send_nowait(out)  # room: no step through the driver
+            out = None
+            continue
+        except WouldBlock:
+            output.append(out)
+            out = None
+        except (BrokenChannelError, ClosedChannelError):
+            out = None
             stats.lost += 1
-        stats.received += received
-        stats.emitted += emitted
-        stats.filtered += filtered
+            inbox.close_receiving()
+            return GONE
+        if (yield SEND) is GONE:
+            stats.lost += 1
+            inbox.close_receiving()
+            return GONE

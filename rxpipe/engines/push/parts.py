@@ -12,20 +12,23 @@ from __future__ import annotations
 import threading
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Any, Protocol, final
+from typing import Any, Protocol, cast, final
 
 from rxpipe._core.interpreter import Interpreter
 from rxpipe._core.stats import StageStats
 from rxpipe._core.steps import Steps, source_steps, stage_steps
 from rxpipe._core.work import Work
+from rxpipe.engines.lowerings import CHANNEL_BATCHES
 from rxpipe.engines.push._channel_common import (
     ChannelStatistics,
     EndOfChannel,
     WouldBlock,
 )
+from rxpipe.engines.push.lowerings import simple_steps
 from rxpipe.stages._base import StageLogic
 from rxpipe.stages.buffering import Buffer, Overflow, overflow_error
 from rxpipe.stages.errors import Node, annotate, interpreter
+from rxpipe.stages.simple import Filter, Map
 
 __all__ = (
     "AsyncIteratorInbox",
@@ -126,6 +129,19 @@ class Part:
             interp.stop,
             reads_channel=True,
         )
+
+    @classmethod
+    def lowered(
+        cls, steps: Steps, output: deque[Any], inbox: Any, outbox: Any, stats: StageStats
+    ) -> Part:
+        """A stage on a lowering (see :mod:`rxpipe.engines.lowerings`): its own step machine,
+        which leaves what it sends in ``output``; what is still there at the stop is lost."""
+
+        def stop() -> None:
+            stats.lost += len(output)
+            output.clear()
+
+        return cls(steps, Work(), output, deque(), inbox, outbox, stats, stop, reads_channel=True)
 
     @classmethod
     def source(cls, stats: StageStats, inbox: Any, outbox: Any) -> Part:
@@ -283,6 +299,13 @@ def stage_part(node: Node, stats: StageStats, inbox: Any, outbox: Any) -> Part:
     must not block its upstream offers them (:class:`OfferOutbox` applies the policy).
     """
     stage = node.stage
+    if CHANNEL_BATCHES.applies(node):
+        output: deque[Any] = deque()
+        keep = isinstance(stage, Filter)
+        fn = cast("Filter[Any]", stage).pred if keep else cast("Map[Any, Any]", stage).fn
+        return Part.lowered(
+            simple_steps(inbox, outbox, stats, output, fn, keep), output, inbox, outbox, stats
+        )
     if not isinstance(stage, Buffer):
         return Part.stage(interpreter([node], [stats]), inbox, outbox)
     interp = Interpreter([PassThrough], [stats])
