@@ -8,7 +8,9 @@ asyncio, a thread, an async generator feeding a consumer) does it and sends back
   downstream is gone (the item is lost);
 - ``RECEIVE``: get one input item; resume with the item, ``END`` (upstream completed),
   a :class:`Failure` (upstream failed), or ``NOTHING`` (no item yet: work ended meanwhile);
-- ``WAIT``: nothing to do but wait for running work; resume with anything.
+- ``WAIT``: nothing to do but wait for running work; resume with anything;
+- ``YIELD``: let the other runners go first (a lowering that found room all the time);
+  resume with anything.
 
 The loop asks the chain for output as soon as the last item went out (``demand``), feeds it
 input only when it asked (``input_wanted``), and hands back the ends of work between steps.
@@ -35,6 +37,7 @@ __all__ = (
     "SEND",
     "STALL",
     "WAIT",
+    "YIELD",
     "Failure",
     "Steps",
     "source_steps",
@@ -44,6 +47,7 @@ __all__ = (
 SEND: Final = 0
 RECEIVE: Final = 1
 WAIT: Final = 2
+YIELD: Final = 3
 
 
 @final

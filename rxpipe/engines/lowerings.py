@@ -78,8 +78,10 @@ ITERATOR_SOURCE: Final = Lowering(
     "iterator source batches",
     "push/asyncio",
     (),
-    "rxpipe/engines/push/lowerings.py::run_iterator_source_async",
-    "a source that is a plain iterator sends as many items as its channel has room for",
+    "rxpipe/engines/push/lowerings.py::iterator_source_steps",
+    "a source that is a plain iterator sends as many items as its channel has room for "
+    "(not on threads: a thread's source may block between items, and a batch would hold "
+    "back those it read until the batch is full)",
 )
 
 #: Every lowering, for the tests and the docs.

@@ -16,8 +16,13 @@ from rxpipe.engines.lowerings import ITERATOR_SOURCE
 from rxpipe.engines.push._channel_common import EndOfChannel
 from rxpipe.engines.push.channel import AsyncChannel
 from rxpipe.engines.push.drivers import drive_async, fail_stage
-from rxpipe.engines.push.lowerings import run_iterator_source_async
-from rxpipe.engines.push.parts import AsyncIteratorInbox, IteratorInbox, Part, stage_part
+from rxpipe.engines.push.parts import (
+    AsyncIteratorInbox,
+    IteratorInbox,
+    Part,
+    iterator_source_part,
+    stage_part,
+)
 
 if TYPE_CHECKING:
     from rxpipe._core.stats import StageStats
@@ -43,15 +48,17 @@ class AsyncioRuntime:
         run.wire(AsyncChannel)
         plan, stats, channels = run.plan, run.stats, run.channels
         source, timed = plan.source, run.telemetry  # timed: the source's items, if observed
-        first: Coroutine[Any, Any, None]
-        if ITERATOR_SOURCE.applies_to_source(source):
-            first = run_iterator_source_async(timed.source(source.open(run)), stats[0], channels[0])
-        elif source.is_async or source.prefers_async:
+        inbox: AsyncIteratorInbox | IteratorInbox
+        if source.is_async or source.prefers_async:
             inbox = AsyncIteratorInbox(timed.source_async(source.open_async(run)))
-            first = self._source(inbox, stats[0], channels[0])
+            part = Part.source(stats[0], inbox, channels[0])
         else:
-            items = IteratorInbox(timed.source(source.open(run)))
-            first = self._source(items, stats[0], channels[0])
+            inbox = IteratorInbox(timed.source(source.open(run)))
+            if ITERATOR_SOURCE.applies_to_source(source):
+                part = iterator_source_part(inbox, stats[0], channels[0])
+            else:
+                part = Part.source(stats[0], inbox, channels[0])
+        first = self._source(inbox, part)
         runners = [first]
         runners += [
             _stage(node, stats[i + 1], channels[i], channels[i + 1])
@@ -64,11 +71,9 @@ class AsyncioRuntime:
         ]
 
     @staticmethod
-    async def _source(
-        inbox: AsyncIteratorInbox | IteratorInbox, stats: StageStats, outbox: Any
-    ) -> None:
+    async def _source(inbox: AsyncIteratorInbox | IteratorInbox, part: Part) -> None:
         try:
-            await drive_async(Part.source(stats, inbox, outbox))
+            await drive_async(part)
         finally:
             await inbox.aclose()
 

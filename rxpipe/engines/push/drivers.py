@@ -15,7 +15,17 @@ import functools
 from typing import Any, Final
 
 from rxpipe._core.clock import Deadlines
-from rxpipe._core.steps import COMPLETE, END, GONE, NOTHING, RECEIVE, SEND, STALL, Failure
+from rxpipe._core.steps import (
+    COMPLETE,
+    END,
+    GONE,
+    NOTHING,
+    RECEIVE,
+    SEND,
+    STALL,
+    YIELD,
+    Failure,
+)
 from rxpipe.engines.push._channel_common import (
     BrokenChannelError,
     ClosedChannelError,
@@ -151,6 +161,9 @@ async def drive_async(part: Part) -> None:
                     # due while other tasks held the loop: the timer first, then this input
                     held.append(got)
                     got = NOTHING
+            elif op == YIELD:
+                await asyncio.sleep(0)
+                got = None
             else:  # WAIT
                 await work.wait_or_stall(part.stats.name)
                 got = None
@@ -223,6 +236,8 @@ def drive_blocking(part: Part) -> None:
                     if timers is not None and timers.fire() and got is not NOTHING:
                         held.append(got)  # the timer first, then this input
                         got = NOTHING
+            elif op == YIELD:
+                got = None  # the other threads run anyway
             elif timers is None or not timers.wait(part.interrupt):
                 raise annotate(RuntimeError(STALL), part.stats.name)
             elif part.interrupt is not None and part.interrupt.is_set():

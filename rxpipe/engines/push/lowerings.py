@@ -2,22 +2,30 @@
 
 Each does what the generic runner (:func:`rxpipe._core.steps.stage_steps`, run by a
 runtime's driver) would do for that stage, without the port protocol in between, and moves
-many ready items per wake-up. :func:`simple_steps` is a step machine like the generic one,
-so both runtimes' drivers run it; the source loop is the asyncio runtime's alone. They are
-declared in :mod:`rxpipe.engines.lowerings`, which says when each applies; a test checks each
-against the generic path.
+many ready items per wake-up. Each is a step machine like the generic one, so the runtimes'
+drivers run it unchanged. They are declared in :mod:`rxpipe.engines.lowerings`, which says
+when each applies; a test checks each against the generic path.
 """
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any, Final
 
 from rxpipe._core.stats import StageStats
-from rxpipe._core.steps import COMPLETE, END, GONE, NOTHING, RECEIVE, SEND, Failure, Steps
+from rxpipe._core.steps import (
+    COMPLETE,
+    END,
+    GONE,
+    NOTHING,
+    RECEIVE,
+    SEND,
+    YIELD,
+    Failure,
+    Steps,
+)
 from rxpipe.engines.push._channel_common import (
     BrokenChannelError,
     ClosedChannelError,
@@ -25,80 +33,71 @@ from rxpipe.engines.push._channel_common import (
 )
 from rxpipe.stages.errors import annotate
 
-__all__ = ("run_iterator_source_async", "simple_steps")
-
-_DONE: Final[Any] = object()
+__all__ = ("iterator_source_steps", "simple_steps")
 
 
-async def _send_counted(outbox: Any, item: Any, stats: StageStats) -> bool:
-    """A source sends one item: at once if there is room, else waiting for it.
+def iterator_source_steps(
+    items: Iterator[Any], outbox: Any, stats: StageStats, output: deque[Any]
+) -> Steps:
+    """A synchronous source on either runtime: as many items per step as the channel has
+    room for, then one at a time while it is full (a ``SEND`` step waits for room).
 
-    Counts it as emitted; returns False (and counts it lost) when downstream is gone.
+    ``YIELD`` after a batch that found room all the time lets the other runners go (on a
+    loop; a thread has nothing to give up). Items the source produced before it raised go
+    out before its error.
     """
-    try:
-        try:
-            outbox.send_nowait(item)
-        except WouldBlock:
-            await outbox.send(item)  # cancelled here: never sent, so not counted at all
-    except (BrokenChannelError, ClosedChannelError):
-        stats.emitted += 1
-        stats.lost += 1
-        return False
-    stats.emitted += 1
-    return True
-
-
-async def run_iterator_source_async(items: Iterator[Any], stats: StageStats, outbox: Any) -> None:
-    """A synchronous source on the asyncio runtime: as many items per step as the channel has
-    room for, then a waiting send when it is full (which is where the task yields)."""
     # an observed source times some of its reads itself (TimedIterator.take): the stretches
     # between them still run at C speed
     take = getattr(items, "take", None)
-    try:
-        while True:
-            room = outbox.space()
-            if room > 1:
-                # Items the source produced before it raised go out before its error.
-                chunk: list[Any] = []
-                failure: Exception | None = None
+    space, send_available, send_nowait = outbox.space, outbox.send_available, outbox.send_nowait
+    chunk: list[Any] = []
+    while True:
+        room = space()
+        if room > 1:
+            failure: Exception | None = None
+            try:
+                if take is None:
+                    chunk.extend(itertools.islice(items, room))
+                else:
+                    take(room, chunk)
+            except Exception as exc:
+                failure = exc
+            taken = len(chunk)
+            if chunk:
+                stats.emitted += taken
                 try:
-                    if take is None:
-                        chunk.extend(itertools.islice(items, room))
-                    else:
-                        take(room, chunk)
-                except Exception as exc:
-                    failure = exc
-                taken = len(chunk)
-                if chunk:
-                    try:
-                        outbox.send_available(chunk)
-                    except (BrokenChannelError, ClosedChannelError):
-                        stats.emitted += taken
-                        stats.lost += taken
-                        return
-                    finally:
-                        chunk.clear()  # the channel holds them now (see run_simple_async)
-                        item = None
-                    stats.emitted += taken
-                if failure is not None:
-                    raise failure
-                if taken < room:
-                    break  # exhausted
-                await asyncio.sleep(0)  # room all the time: still let the others run
-                continue
-            item = next(items, _DONE)
-            if item is _DONE:
-                break
-            if not await _send_counted(outbox, item, stats):
-                return
-    except Exception as exc:
-        outbox.fail(annotate(exc, stats.name))
-    else:
-        outbox.close()
-    finally:
-        close = getattr(items, "close", None)
-        if close is not None:
-            close()
+                    send_available(chunk)
+                except (BrokenChannelError, ClosedChannelError):
+                    stats.lost += taken
+                    return GONE
+                finally:
+                    chunk.clear()  # the channel holds them now (see simple_steps)
+            if failure is not None:
+                return annotate(failure, stats.name)
+            if taken < room:
+                return COMPLETE  # exhausted
+            yield YIELD
+            continue
+        try:
+            item = next(items)
+        except StopIteration:
+            return COMPLETE
+        except Exception as exc:
+            return annotate(exc, stats.name)
+        stats.emitted += 1
+        try:
+            send_nowait(item)
+            item = None
+            continue
+        except WouldBlock:
+            output.append(item)
+            item = None
+        except (BrokenChannelError, ClosedChannelError):
+            stats.lost += 1
+            return GONE
+        if (yield SEND) is GONE:
+            stats.lost += 1
+            return GONE
 
 
 #: What a runner's input reference is set to once the item was turned into its output.

@@ -24,7 +24,7 @@ from rxpipe.engines.push._channel_common import (
     EndOfChannel,
     WouldBlock,
 )
-from rxpipe.engines.push.lowerings import simple_steps
+from rxpipe.engines.push.lowerings import iterator_source_steps, simple_steps
 from rxpipe.stages._base import StageLogic
 from rxpipe.stages.buffering import Buffer, Overflow, overflow_error
 from rxpipe.stages.errors import Node, annotate, interpreter
@@ -38,6 +38,7 @@ __all__ = (
     "PassThrough",
     "ReceiveChannel",
     "SendChannel",
+    "iterator_source_part",
     "stage_part",
 )
 
@@ -132,16 +133,26 @@ class Part:
 
     @classmethod
     def lowered(
-        cls, steps: Steps, output: deque[Any], inbox: Any, outbox: Any, stats: StageStats
+        cls,
+        steps: Steps,
+        output: deque[Any],
+        inbox: Any,
+        outbox: Any,
+        stats: StageStats,
+        *,
+        reads_channel: bool = True,
     ) -> Part:
-        """A stage on a lowering (see :mod:`rxpipe.engines.lowerings`): its own step machine,
-        which leaves what it sends in ``output``; what is still there at the stop is lost."""
+        """A stage or source on a lowering (see :mod:`rxpipe.engines.lowerings`): its own
+        step machine, which leaves what it sends in ``output``; what is still there at the
+        stop is lost."""
 
         def stop() -> None:
             stats.lost += len(output)
             output.clear()
 
-        return cls(steps, Work(), output, deque(), inbox, outbox, stats, stop, reads_channel=True)
+        return cls(
+            steps, Work(), output, deque(), inbox, outbox, stats, stop, reads_channel=reads_channel
+        )
 
     @classmethod
     def source(cls, stats: StageStats, inbox: Any, outbox: Any) -> Part:
@@ -170,10 +181,10 @@ class Part:
 class IteratorInbox:
     """A source's iterator seen as a channel's receiving end (items are always ready)."""
 
-    __slots__ = ("_items", "_next")
+    __slots__ = ("_next", "items")
 
     def __init__(self, items: Iterator[Any]) -> None:
-        self._items = items
+        self.items = items
         self._next = items.__next__
 
     def receive_nowait(self) -> Any:
@@ -189,7 +200,7 @@ class IteratorInbox:
 
     def close(self) -> None:
         """Close the iterator (on the thread that iterates it)."""
-        close = getattr(self._items, "close", None)
+        close = getattr(self.items, "close", None)
         if close is not None:
             close()
 
@@ -290,6 +301,14 @@ class OfferOutbox:
     def statistics(self) -> ChannelStatistics:
         stats: ChannelStatistics = self._ch.statistics()
         return stats
+
+
+def iterator_source_part(inbox: IteratorInbox, stats: StageStats, outbox: Any) -> Part:
+    """The asyncio runtime's runner of a source that is a plain iterator: batches (its
+    lowering; see :mod:`rxpipe.engines.lowerings`). The caller closes ``inbox`` at the end."""
+    output: deque[Any] = deque()
+    steps = iterator_source_steps(inbox.items, outbox, stats, output)
+    return Part.lowered(steps, output, inbox, outbox, stats, reads_channel=False)
 
 
 def stage_part(node: Node, stats: StageStats, inbox: Any, outbox: Any) -> Part:
