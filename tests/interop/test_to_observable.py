@@ -17,7 +17,7 @@ from reactivex import operators as ops
 from reactivex.scheduler import CurrentThreadScheduler, ThreadPoolScheduler
 from reactivex.scheduler.eventloop import AsyncIOScheduler, AsyncIOThreadSafeScheduler
 
-from rxpipe import Flow, Overflow, PushEngine, Report
+from rxpipe import Flow, Overflow, Report
 from rxpipe.engines import Engine
 from rxpipe.interop.rx import BATCH
 from tests.helpers import read_ahead
@@ -230,14 +230,8 @@ def accounted(report: Report) -> None:
 
 @pytest.mark.parametrize("trial", range(5))
 def test_items_in_the_hand_over_at_a_disposal_from_another_thread_are_lost(
-    engine: Engine, trial: int, request: pytest.FixtureRequest
+    engine: Engine, trial: int
 ) -> None:
-    if isinstance(engine, PushEngine) and engine.runtime == "threads":
-        # A known race, open (session 5 note, issue 10): in about 1 run in 10 here a runner
-        # of the threads runtime counts an item emitted whose send the stop broke without
-        # counting it lost (channel `sent` is one below the stage's `emitted`), so the
-        # identity misses 1. Seen at the session's starting commit too.
-        request.applymarker(pytest.mark.xfail(reason="known threads-runtime race", strict=False))
     # a disposal from another thread races the hand-over: an item the run produced then
     # handed over once the subscription was disposed never reached the observer; it was
     # counted delivered (and, from the pump, so were the items fetched ahead of it)

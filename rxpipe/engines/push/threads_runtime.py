@@ -143,10 +143,16 @@ class ThreadsRuntime:
         if pool is None:
             self._stop()  # nothing was waited for: the joins are quick
             return
+        stopping = pool.submit(self._stop)
         try:
-            await asyncio.get_running_loop().run_in_executor(pool, self._stop)
+            await asyncio.wrap_future(stopping)
         finally:  # even when cancelled meanwhile: the helper finishes the join, then ends
             pool.shutdown(wait=True)
+            if stopping.cancelled():
+                # The cancellation came before the helper began the stop (its thread still
+                # busy, e.g. ending the consumer's last wait) and cancelled it too: stop here,
+                # or nobody joins the runners and the Report is built while they still count.
+                self._stop()
 
     def aiterate(self) -> AsyncGenerator[Any, None]:
         return self._run.items_async(self)

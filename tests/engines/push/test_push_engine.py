@@ -7,6 +7,8 @@ import asyncio
 import random
 import threading
 import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -262,6 +264,84 @@ def test_aclose_of_a_run_left_at_a_yield_stops_it_at_once(runtime: str) -> None:
     emitted, delivered, lost = asyncio.run(main())
     assert delivered == 5
     assert emitted == delivered + lost
+
+
+class _BusyHelper:
+    """The threads runtime's consumer helper (a one-thread pool) while its thread is still
+    busy: what is submitted waits; ``shutdown`` runs what was not cancelled meanwhile (the
+    helper gets to it), as a real pool's ``shutdown(wait=True)`` would."""
+
+    def __init__(self) -> None:
+        self.pending: list[tuple[Future[Any], Callable[[], Any]]] = []
+        self.submitted = asyncio.Event()  # submit() is called on the consumer's loop
+
+    def submit(self, fn: Callable[[], Any]) -> Future[Any]:
+        future: Future[Any] = Future()
+        self.pending.append((future, fn))
+        self.submitted.set()
+        return future
+
+    def shutdown(self, wait: bool = True) -> None:
+        for future, fn in self.pending:
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(fn())
+                except BaseException as exc:
+                    future.set_exception(exc)
+
+
+def test_an_aclose_cancelled_before_the_helper_began_the_stop_still_stops_the_run() -> None:
+    """Regression (threads runtime): the stop waited for its helper thread, which was still
+    busy; the consumer's task, cancelled meanwhile, cancelled the stop before it began. Nobody
+    joined the runners, and the Report was built while they still counted: now and then a
+    disposal of a ``to_observable`` subscription (which cancels its pump's task) left an item
+    counted emitted and nowhere else."""
+    stopped = threading.Event()
+
+    def held() -> Iterator[int]:
+        yield from range(5)
+        # held until the run's stop begins (the join waits for it): a runner still counting
+        # when an unstopped run's Report would be built
+        deadline = time.monotonic() + 10
+        while not run.stopping and time.monotonic() < deadline:
+            time.sleep(0.001)
+        stopped.set()
+        yield 5  # sent into a closed channel: lost
+
+    flow = Flow.from_iterable(held()).map(lambda x: x)
+    run = PushEngine(runtime="threads").open(flow.plan)
+    helper = _BusyHelper()
+    kept: list[Any] = []  # the consumer's iterator: its finalizer would stop the run too
+
+    async def consume() -> None:
+        items = aiter(run)
+        kept.append(items)
+        for _ in range(3):
+            await anext(items)
+        runtime = run._runtime
+        real, runtime._pool = runtime._pool, helper  # type: ignore[attr-defined]
+        if real is not None:
+            real.shutdown(wait=True)  # idle: the items it waited for were taken
+        await run.aclose()
+
+    async def main() -> None:
+        task = asyncio.ensure_future(consume())
+        await helper.submitted.wait()  # the stop waits for the helper now: cancel it
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        # what a cancelled aclose() leaves, before anything else could stop the run
+        assert stopped.is_set()  # the run's stop began
+        assert [t for t in threading.enumerate() if t.name.startswith("rxpipe")] == []
+
+    try:
+        asyncio.run(main())
+    finally:
+        run.close()  # a no-op once stopped; otherwise ends the runners (no leak)
+    report = run.report()
+    assert report.delivered == 3
+    assert report.stages["from_iterable"].emitted == 6
+    assert report.stages["from_iterable"].emitted == report.delivered + report.lost
 
 
 class _TimerLogic(StageLogic[Any, Any]):
