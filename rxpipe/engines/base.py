@@ -118,7 +118,9 @@ class Run(ABC, Generic[T]):
         finally:
             try:
                 aclose = getattr(inner, "aclose", None)
-                if aclose is not None:
+                # skipped while another task closes it: the run's aclose() in the consumer's
+                # task, when this generator, left by a ``break``, was finalised meanwhile
+                if aclose is not None and not getattr(inner, "ag_running", False):
                     await aclose()
                 await self.aclose()
             finally:

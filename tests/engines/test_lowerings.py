@@ -186,4 +186,5 @@ def test_what_a_flat_map_holds_after_its_upstream_ended_is_counted_on_both_paths
     with generic_only():
         generic = _outcome(flow, PullEngine())
     assert fused == generic
-    assert fused[2] is not None and fused[2][2] == (1, 1, 0, 0, 1)  # flat_map: 1 held, lost
+    assert fused[2] is not None
+    assert fused[2][2] == (1, 1, 0, 0, 1)  # flat_map: 1 held, lost

@@ -159,3 +159,27 @@ def test_iter_refuses_inside_a_running_loop_on_push() -> None:
             Flow.range(3).iter(engine="push")
 
     asyncio.run(main())
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_break_then_aclose_in_the_same_task_closes_quietly(engine: Engine, kind: str) -> None:
+    """``async for x in run: ... break`` then ``await run.aclose()``: the iterator the loop
+    left behind was finalised while the run's aclose() closed the engine's iterator, and its
+    own cleanup closed that iterator again ("aclose(): asynchronous generator is already
+    running", logged by asyncio as a task exception nobody retrieved)."""
+    problems: list[dict[str, object]] = []
+
+    async def main() -> int:
+        asyncio.get_running_loop().set_exception_handler(lambda _loop, ctx: problems.append(ctx))
+        run = engine.open(_flows()[kind].plan)
+        got = 0
+        async for _ in run:
+            got += 1
+            if got >= 50:
+                break
+        await run.aclose()
+        return run.report().delivered
+
+    assert asyncio.run(main()) == 50
+    gc.collect()
+    assert problems == []
