@@ -76,12 +76,12 @@ CHANNEL_BATCHES: Final = Lowering(
 )
 ITERATOR_SOURCE: Final = Lowering(
     "iterator source batches",
-    "push/asyncio",
+    "push",
     (),
     "rxpipe/engines/push/lowerings.py::iterator_source_steps",
-    "a source that is a plain iterator sends as many items as its channel has room for "
-    "(not on threads: a thread's source may block between items, and a batch would hold "
-    "back those it read until the batch is full)",
+    "a source that is a plain iterator: on asyncio it sends as many items as its channel "
+    "has room for; on threads each item as soon as it was read, without a step through the "
+    "driver (a thread's source may block between items: a batch would hold them back)",
 )
 
 #: Every lowering, for the tests and the docs.

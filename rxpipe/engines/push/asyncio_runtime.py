@@ -55,7 +55,7 @@ class AsyncioRuntime:
         else:
             inbox = IteratorInbox(timed.source(source.open(run)))
             if ITERATOR_SOURCE.applies_to_source(source):
-                part = iterator_source_part(inbox, stats[0], channels[0])
+                part = iterator_source_part(inbox, stats[0], channels[0], batch=True)
             else:
                 part = Part.source(stats[0], inbox, channels[0])
         first = self._source(inbox, part)

@@ -37,10 +37,12 @@ __all__ = ("iterator_source_steps", "simple_steps")
 
 
 def iterator_source_steps(
-    items: Iterator[Any], outbox: Any, stats: StageStats, output: deque[Any]
+    items: Iterator[Any], outbox: Any, stats: StageStats, output: deque[Any], *, batch: bool
 ) -> Steps:
-    """A synchronous source on either runtime: as many items per step as the channel has
-    room for, then one at a time while it is full (a ``SEND`` step waits for room).
+    """A synchronous source on either runtime: with ``batch``, as many items per step as the
+    channel has room for, then one at a time while it is full (a ``SEND`` step waits for
+    room); without, each item is sent as soon as it was read (a thread's source may block
+    between items: a batch would hold back those it read until it is full).
 
     ``YIELD`` after a batch that found room all the time lets the other runners go (on a
     loop; a thread has nothing to give up). Items the source produced before it raised go
@@ -52,7 +54,7 @@ def iterator_source_steps(
     space, send_available, send_nowait = outbox.space, outbox.send_available, outbox.send_nowait
     chunk: list[Any] = []
     while True:
-        room = space()
+        room = space() if batch else 0
         if room > 1:
             failure: Exception | None = None
             try:

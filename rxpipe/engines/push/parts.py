@@ -303,11 +303,14 @@ class OfferOutbox:
         return stats
 
 
-def iterator_source_part(inbox: IteratorInbox, stats: StageStats, outbox: Any) -> Part:
-    """The asyncio runtime's runner of a source that is a plain iterator: batches (its
-    lowering; see :mod:`rxpipe.engines.lowerings`). The caller closes ``inbox`` at the end."""
+def iterator_source_part(
+    inbox: IteratorInbox, stats: StageStats, outbox: Any, *, batch: bool
+) -> Part:
+    """The runner of a source that is a plain iterator, on its lowering (see
+    :mod:`rxpipe.engines.lowerings`): in batches on a loop, item by item on a thread. The
+    caller closes ``inbox`` at the end."""
     output: deque[Any] = deque()
-    steps = iterator_source_steps(inbox.items, outbox, stats, output)
+    steps = iterator_source_steps(inbox.items, outbox, stats, output, batch=batch)
     return Part.lowered(steps, output, inbox, outbox, stats, reads_channel=False)
 
 

@@ -22,9 +22,10 @@ from concurrent.futures import wait as wait_futures
 from typing import TYPE_CHECKING, Any, final
 
 from rxpipe.engines.base import Run, StopRequest
+from rxpipe.engines.lowerings import ITERATOR_SOURCE
 from rxpipe.engines.push._channel_common import ClosedChannelError, EndOfChannel, WouldBlock
 from rxpipe.engines.push.drivers import drive_async, drive_blocking, fail_stage
-from rxpipe.engines.push.parts import IteratorInbox, Part, stage_part
+from rxpipe.engines.push.parts import IteratorInbox, Part, iterator_source_part, stage_part
 from rxpipe.engines.push.thread_channel import ThreadChannel
 
 if TYPE_CHECKING:
@@ -72,8 +73,9 @@ class ThreadsRuntime:
             items = self._source_loop = _LoopSource(timed.source_async(source.open_async(run)))
         else:
             items = timed.source(source.open(run))
+        lowered = ITERATOR_SOURCE.applies_to_source(source)
         targets: list[tuple[Callable[..., None], tuple[Any, ...]]] = [
-            (_source, (items, stats[0], channels[0]))
+            (_source, (items, stats[0], channels[0], lowered))
         ]
         for i, node in enumerate(plan.nodes):
             part = stage_part(node, stats[i + 1], channels[i], channels[i + 1])
@@ -216,10 +218,13 @@ class ThreadsRuntime:
         return type(engine)(buffer={**engine._sizes, "*": engine._default})
 
 
-def _source(items: Iterator[Any], stats: StageStats, outbox: Any) -> None:
+def _source(items: Iterator[Any], stats: StageStats, outbox: Any, lowered: bool) -> None:
     inbox = IteratorInbox(items)
     try:
-        drive_blocking(Part.source(stats, inbox, outbox))
+        if lowered:
+            drive_blocking(iterator_source_part(inbox, stats, outbox, batch=False))
+        else:
+            drive_blocking(Part.source(stats, inbox, outbox))
     finally:
         inbox.close()
 
