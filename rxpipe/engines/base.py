@@ -116,6 +116,9 @@ class Run(ABC, Generic[T]):
                 yield item
                 del item
         finally:
+            # nobody iterates any more: the run's aclose() (below, or from a ``break``'s
+            # finaliser task) closes it now instead of waiting for this consumer's next step
+            stop.consumer_task = None
             try:
                 aclose = getattr(inner, "aclose", None)
                 # skipped while another task closes it: the run's aclose() in the consumer's

@@ -183,3 +183,20 @@ def test_break_then_aclose_in_the_same_task_closes_quietly(engine: Engine, kind:
     assert asyncio.run(main()) == 50
     gc.collect()
     assert problems == []
+
+
+def test_break_out_of_aiter_leaves_no_task_behind(engine: Engine) -> None:
+    """Found by trying the docs as a new user: on push, the iterator a ``break`` left behind
+    was finalised in a task that waited (polling every 1 ms) for the consumer's next step,
+    which never came: the task lived, and spun, as long as the consumer's task did."""
+
+    async def main() -> list[asyncio.Task[object]]:
+        async with Flow.from_iterable(itertools.count()).aiter(engine=engine) as items:
+            async for x in items:
+                if x >= 5:
+                    break
+        for _ in range(20):  # the consumer goes on with other work
+            await asyncio.sleep(0.005)
+        return [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+
+    assert asyncio.run(main()) == []
