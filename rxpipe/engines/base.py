@@ -116,16 +116,18 @@ class Run(ABC, Generic[T]):
                 yield item
                 del item
         finally:
-            # nobody iterates any more: the run's aclose() (below, or from a ``break``'s
-            # finaliser task) closes it now instead of waiting for this consumer's next step
+            # Nobody iterates any more: a close need not wait for this consumer's next step.
+            # Left by a ``break``, this generator is finalised in a task of its own, maybe
+            # while the consumer's task closes the run (``async with`` does): that close
+            # stops the run, and this one leaves it alone.
             stop.consumer_task = None
+            closer = stop.closer
             try:
-                aclose = getattr(inner, "aclose", None)
-                # skipped while another task closes it: the run's aclose() in the consumer's
-                # task, when this generator, left by a ``break``, was finalised meanwhile
-                if aclose is not None and not getattr(inner, "ag_running", False):
-                    await aclose()
-                await self.aclose()
+                if closer is None or closer.done() or closer is asyncio.current_task():
+                    aclose = getattr(inner, "aclose", None)
+                    if aclose is not None and not getattr(inner, "ag_running", False):
+                        await aclose()
+                    await self.aclose()
             finally:
                 stop.ended.set()
 
@@ -148,10 +150,16 @@ class Run(ABC, Generic[T]):
         """Called by ``aclose()``: when another task of this loop is iterating this run, stop
         it (its ``async for`` simply ends), wait until the run ended, and return True."""
         stop = self._stop
-        if stop is None or stop.ended.is_set():
+        if stop is None:
             return False
+        current = asyncio.current_task()
+        closer = stop.closer
+        if closer is not None and closer is not current and not closer.done():
+            await asyncio.wait({closer})  # another task's close is under way: its end is ours
+            return True
         task = stop.consumer_task
-        if task is None or task is asyncio.current_task() or task.done():
+        if stop.ended.is_set() or task is None or task is current or task.done():
+            stop.closer = current  # this caller closes the run
             return False
         stop.requested = True  # in its loop body, its next step sees this and ends
         if stop.stepping:  # awaiting inside the run: interrupt the wait
@@ -268,6 +276,7 @@ class StopRequest:
         "_loop",
         "_task",
         "_wake",
+        "closer",
         "consumer",
         "consumer_task",
         "ended",
@@ -285,6 +294,8 @@ class StopRequest:
         self.stepping = False
         self.consumer: int | None = None
         self.consumer_task: asyncio.Task[Any] | None = None
+        #: The task whose ``aclose()`` is stopping the run (a second closer waits for it).
+        self.closer: asyncio.Task[Any] | None = None
         self.ended = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Future[Any] | None = None
