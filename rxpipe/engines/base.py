@@ -360,9 +360,25 @@ def run_on_private_loop(main: Coroutine[Any, Any, T], what: str, twin: str = ASY
         return loop.run_until_complete(main)
     finally:
         try:
+            _cancel_all_tasks(loop)
             loop.run_until_complete(loop.shutdown_asyncgens())
         finally:
             loop.close()
+
+
+def _cancel_all_tasks(loop: asyncio.AbstractEventLoop) -> None:
+    """Cancel what is still running on a private loop, and let it end, before the loop closes.
+
+    Only a ``BaseException`` that interrupted the loop itself (a Ctrl-C between two steps)
+    leaves tasks behind; closing the loop under them would print "Task was destroyed but it
+    is pending" and "Event loop is closed" (``asyncio.run`` does the same).
+    """
+    pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+    if not pending:
+        return
+    for task in pending:
+        task.cancel()
+    loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
 
 
 def iterate_on_private_loop(
@@ -404,6 +420,7 @@ def iterate_on_private_loop(
             aclose = getattr(items, "aclose", None)
             if aclose is not None:
                 loop.run_until_complete(aclose())
+            _cancel_all_tasks(loop)
             loop.run_until_complete(loop.shutdown_asyncgens())
         finally:
             loop.close()

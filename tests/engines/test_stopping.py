@@ -200,3 +200,27 @@ def test_break_out_of_aiter_leaves_no_task_behind(engine: Engine) -> None:
         return [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
 
     assert asyncio.run(main()) == []
+
+
+def test_a_base_exception_between_two_loop_steps_leaves_no_task_pending(
+    engine: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Found by a new-user trial: Ctrl-C landing between two steps of a sync terminal's
+    private loop (not inside a stage) left its tasks pending when the loop closed: "Task was
+    destroyed but it is pending!" and "Event loop is closed" on stderr. A ``SystemExit``
+    raised by a loop callback reaches the loop the same way."""
+    if getattr(engine, "runtime", None) == "threads":
+        pytest.skip("the async stage's loop runs in a thread of its own: no private loop here")
+    import sys
+
+    async def work(x: int) -> int:
+        if x == 20:
+            asyncio.get_running_loop().call_soon(sys.exit, 3)  # between two steps
+        await asyncio.sleep(0)
+        return x
+
+    flow = Flow.from_iterable(itertools.count()).map_async(work, concurrency=4)
+    with caplog.at_level("ERROR", logger="asyncio"), pytest.raises(SystemExit):
+        flow.run(engine=engine)
+    gc.collect()
+    assert not [r for r in caplog.records if "destroyed" in r.getMessage()]
