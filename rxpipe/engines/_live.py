@@ -66,8 +66,7 @@ def counters(run: Run[Any]) -> tuple[list[str], CountsReader, QueueReader] | Non
         def channels() -> dict[int, tuple[int, int]]:
             out: dict[int, tuple[int, int]] = {}
             for i, ch in enumerate(list(run.channels)):
-                st = ch.statistics()
-                out[i + 1] = (st.current, st.capacity)
+                out[i + 1] = ch.statistics().depth()
             return out
 
         return [st.name for st in stats], counts, channels

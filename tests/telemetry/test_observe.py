@@ -297,7 +297,12 @@ def test_push_channels_are_sampled_while_the_run_goes() -> None:
         assert 0 <= size <= capacity == 4
 
 
-def test_a_stall_logs_one_warning_naming_who_waits(caplog: pytest.LogCaptureFixture) -> None:
+@pytest.mark.parametrize("buffer", [2, 0], ids=["buffer-2", "rendezvous"])
+def test_a_stall_logs_one_warning_naming_who_waits(
+    caplog: pytest.LogCaptureFixture, buffer: int
+) -> None:
+    """Rendezvous too: a channel without a buffer was never "full" (its capacity is 0), so
+    the warning blamed the source (found by a new-user trial); it reads as a queue of one."""
     release = threading.Event()
 
     def stuck(x: int) -> int:
@@ -306,7 +311,7 @@ def test_a_stall_logs_one_warning_naming_who_waits(caplog: pytest.LogCaptureFixt
         return x
 
     flow = Flow.range(100).map(_inc).observe("inc").map(stuck).observe("stuck")
-    engine = PushEngine(buffer=2, runtime="threads", stall_after=0.3)
+    engine = PushEngine(buffer=buffer, runtime="threads", stall_after=0.3)
     timer = threading.Timer(1.2, release.set)
     timer.start()
     try:

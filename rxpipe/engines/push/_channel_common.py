@@ -82,6 +82,14 @@ class ChannelStatistics:
     #: Buffered items thrown away by ``close_receiving()`` (the engine counts them as lost).
     discarded: int
 
+    def depth(self) -> tuple[int, int]:
+        """(items waiting, room) as a queue reads, for telemetry: a rendezvous channel is a
+        queue of one, full while an item or a sender waits on it (``1/0`` would say nothing,
+        and a fill of ``size / capacity`` would divide by zero)."""
+        if self.capacity:
+            return self.current, self.capacity
+        return (1 if self.current or self.blocked_senders else 0), 1
+
 
 #: Batches ``send_many`` uses as they are; anything else is copied into a list first. A
 #: tuple of concrete types: ``isinstance`` against the ``Sequence`` ABC is ten times slower.

@@ -326,7 +326,7 @@ def _depth(channel: Any) -> QueueProbe:
     """How the sampler reads a channel's depth: (items held, capacity)."""
 
     def probe() -> tuple[int, int]:
-        st = channel.statistics()
-        return st.current, st.capacity
+        depth: tuple[int, int] = channel.statistics().depth()
+        return depth
 
     return probe
