@@ -31,6 +31,7 @@ __all__ = (
     "StageTiming",
     "TimedAsyncIterator",
     "TimedIterator",
+    "TimedWork",
 )
 
 #: The most item durations a stage keeps for its quantiles; past it, a uniform reservoir.
@@ -226,26 +227,9 @@ class StageTiming:
         key = type(exc).__qualname__
         self.errors[key] = self.errors.get(key, 0) + 1
 
-    def work(self, done: Callable[[Any, BaseException | None], None]) -> Callable[..., None]:
+    def work(self, done: Callable[[Any, BaseException | None], None]) -> TimedWork:
         """``done`` of a piece of work scheduled now, wrapped to time the work."""
-        self.in_flight += 1
-        if self.in_flight > self.peak:
-            self.peak = self.in_flight
-        started = perf_counter()
-
-        def timed_done(result: Any, error: BaseException | None) -> None:
-            seconds = perf_counter() - started
-            self.in_flight -= 1
-            self.work_seconds += seconds
-            if self.keep:
-                self._work_sample.offer(seconds)
-                if self.pending is not None:
-                    self.pending.append(seconds)
-            if error is not None and isinstance(error, Exception):
-                self.error(error)
-            done(result, error)
-
-        return timed_done
+        return TimedWork(self, done)
 
     def timed(self, fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
         """``fn`` timed as one item per call, one call in a stride (see :meth:`item`), its
@@ -303,6 +287,52 @@ class StageTiming:
             return []
         self.pending = []
         return pending
+
+
+@final
+class TimedWork:
+    """``done`` of one piece of a stage's work, timing it while it runs: from when it was
+    scheduled, or, for a piece that waits in a lane for a free slot, from when its turn
+    came (:class:`~rxpipe._core.work.Work` says so): the wait is not processing time."""
+
+    __slots__ = ("_done", "_running", "_started", "_timing")
+
+    def __init__(self, timing: StageTiming, done: Callable[[Any, BaseException | None], None]):
+        self._timing = timing
+        self._done = done
+        self._running = False
+        self._started = 0.0
+        self.begin()
+
+    def begin(self) -> None:
+        """It runs from now."""
+        timing = self._timing
+        timing.in_flight += 1
+        if timing.in_flight > timing.peak:
+            timing.peak = timing.in_flight
+        self._running = True
+        self._started = perf_counter()
+
+    def wait(self) -> None:
+        """It waits for its turn (not running: neither timed nor in flight)."""
+        if self._running:
+            self._running = False
+            self._timing.in_flight -= 1
+
+    def __call__(self, result: Any, error: BaseException | None) -> None:
+        timing = self._timing
+        if self._running:
+            seconds = perf_counter() - self._started
+            self._running = False
+            timing.in_flight -= 1
+            timing.work_seconds += seconds
+            if timing.keep:
+                timing._work_sample.offer(seconds)
+                if timing.pending is not None:
+                    timing.pending.append(seconds)
+        if error is not None and isinstance(error, Exception):
+            timing.error(error)
+        self._done(result, error)
 
 
 @final

@@ -48,6 +48,7 @@ from typing import Any, Final, Protocol, TypeVar, final
 from rxpipe._core.clock import Timer
 from rxpipe._core.notes import annotate
 from rxpipe._core.stats import Done
+from rxpipe._core.telemetry import TimedWork
 
 __all__ = (
     "NOT_YET",
@@ -185,6 +186,8 @@ class Work:
                     self._lanes.append(lane)
                 if lane.running >= lane.limit:
                     lane.queue.append((index, work, done))
+                    if type(done) is TimedWork:
+                        done.wait()  # an observed stage: its time runs from its turn
                     self.running += 1
                     continue
             try:
@@ -304,6 +307,8 @@ class Work:
                     queue = lane.queue
                     while queue:  # the lane's next piece, at once (Work._next_in, inlined)
                         index, call, done = queue.popleft()
+                        if type(done) is TimedWork:
+                            done.begin()
                         try:
                             awaitable = call[1](call[2])
                         except Exception as exc:  # the work failed before it could start
@@ -329,6 +334,8 @@ class Work:
         queue = lane.queue
         while queue:
             index, call, done = queue.popleft()
+            if type(done) is TimedWork:
+                done.begin()
             try:
                 awaitable = call[1](call[2])
             except Exception as exc:  # the work failed before it could even start
