@@ -254,3 +254,5 @@ class RunTelemetry:
                 if queues and index in queues:
                     size, capacity = queues[index]
                     metrics.set_queue(labels, size, capacity)
+                    if self.engine == "pull":  # a buffer(n) grants its producer n - held
+                        metrics.set_demand(labels, capacity - size)

@@ -191,6 +191,7 @@ class Recorder:
         self.errors: dict[tuple[str, str], int] = {}
         self.durations: dict[str, list[float]] = {}
         self.queues: list[tuple[str, int, int]] = []
+        self.demand: list[tuple[str, int]] = []
         self.labels: set[StageLabels] = set()
         self.lock = threading.Lock()
 
@@ -216,7 +217,7 @@ class Recorder:
         self.queues.append((stage.name, size, capacity))
 
     def set_demand(self, stage: StageLabels, outstanding: int) -> None:
-        pass
+        self.demand.append((stage.name, outstanding))
 
 
 def test_a_recorder_is_a_metrics() -> None:
@@ -295,6 +296,26 @@ def test_push_channels_are_sampled_while_the_run_goes() -> None:
     for name, size, capacity in rec.queues:
         assert name == "slow"
         assert 0 <= size <= capacity == 4
+
+
+def test_a_pull_buffer_exports_its_fill_and_the_demand_it_grants() -> None:
+    """Found by a new-user trial: the documented demand gauge was never set. On the pull
+    engine a ``buffer(n)`` grants its producer ``n`` minus what it holds; exported with the
+    queue gauges at the sampler's flush (once a second: the run lasts about 1.3 s)."""
+    rec = Recorder()
+
+    def slow(x: int) -> int:
+        time.sleep(0.01)
+        return x
+
+    flow = Flow.range(130).observe("src", rec).buffer(4).map(slow).observe("slow", rec)
+    flow.run(engine=PullEngine())
+    assert rec.queues, "no flush during the run"
+    assert rec.demand
+    for (q_name, size, capacity), (d_name, outstanding) in zip(rec.queues, rec.demand, strict=True):
+        assert q_name == d_name == "slow"
+        assert capacity == 4
+        assert outstanding == capacity - size
 
 
 @pytest.mark.parametrize("buffer", [2, 0], ids=["buffer-2", "rendezvous"])
