@@ -206,7 +206,11 @@ class RunTelemetry:
         """
         if not self.on:
             return None
-        seconds, index = max((self.busy_seconds(i) or 0.0, i) for i in range(len(self.stats)))
+        # a stage that moved no item limited nothing (an empty run has no bottleneck)
+        seconds, index = max(
+            ((self.busy_seconds(i) or 0.0) if st.received or st.emitted else 0.0, i)
+            for i, st in enumerate(self.stats)
+        )
         return self.stats[index].name if seconds > 0.0 else None
 
     # -- exporting -------------------------------------------------------------------------

@@ -90,3 +90,11 @@ def test_pipeline_cancelled_error_says_who_raises_it() -> None:
     with pytest.raises(PipelineCancelledError) as cancelled:
         pipeline.join()
     assert cancelled.value.report is report
+
+
+def test_an_observed_run_of_no_item_names_no_bottleneck(engine: Engine) -> None:
+    """Found by a new-user trial: an empty observed run named the source (its one read of
+    the end took a few microseconds) on some engines and the map on others."""
+    report = Flow.of().map(lambda x: x).observe("m").run(engine=engine)
+    assert report.delivered == 0
+    assert report.bottleneck is None
