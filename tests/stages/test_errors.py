@@ -139,9 +139,11 @@ async def _abort_at_10_async(x: int) -> int:
     ],
 )
 def test_a_base_exception_ends_the_run_on_every_engine(engine: Engine, build: Any) -> None:
-    """The push runners let it escape and the run hung; now it travels down like any error."""
-    with pytest.raises(Abort):
+    """The push runners let it escape and the run hung; now it travels down like any error.
+    It reaches the caller as it is: no stage note (the fused loop added one; new-user trial)."""
+    with pytest.raises(Abort) as caught:
         build().to_list(engine=engine)
+    assert not getattr(caught.value, "__notes__", None)
 
 
 def test_a_base_exception_before_a_buffer_reaches_the_caller(engine: Engine) -> None:

@@ -202,7 +202,8 @@ class FusedRun:
     def _fail(self, error: BaseException, index: int) -> None:
         st = self.stats[index]
         st.errored += 1
-        annotate(error, st.name)
+        if isinstance(error, Exception):  # KeyboardInterrupt & co. reach the caller as they are
+            annotate(error, st.name)
 
     @property
     def width(self) -> int:
