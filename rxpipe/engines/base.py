@@ -86,6 +86,10 @@ class Run(ABC, Generic[T]):
                 yield item
                 del item
         finally:
+            # Nobody iterates any more: the close below must not wait for this consumer's
+            # next step (closed from another thread, or finalised by a collection on another
+            # thread, this generator would wait for itself).
+            stop.consumer = None
             try:
                 close = getattr(inner, "close", None)
                 if close is not None:

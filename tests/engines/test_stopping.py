@@ -224,3 +224,19 @@ def test_a_base_exception_between_two_loop_steps_leaves_no_task_pending(
         flow.run(engine=engine)
     gc.collect()
     assert not [r for r in caplog.records if "destroyed" in r.getMessage()]
+
+
+def test_a_suspended_iterator_closed_from_another_thread_returns(engine: Engine) -> None:
+    """Found by the flake hunt (a collection on a pipeline thread finalised a test's left
+    iterator and hung the suite): the iterator's cleanup closed the run, which waited for
+    the consumer, which was that same cleanup."""
+    run = engine.open(Flow.range(100).map(lambda x: x).plan)
+    it = iter(run)
+    assert next(it) == 0
+    closing = threading.Thread(target=it.close)
+    closing.start()
+    closing.join(10)
+    assert not closing.is_alive()
+    report = run.report()
+    assert report.delivered == 1
+    assert_accounted(report)
