@@ -91,14 +91,22 @@ def test_a_stage_that_raises_ends_everything_and_joins_everything(
 def test_cancel_mid_stream_counts_what_was_lost(engine: Engine) -> None:
     """Never silent: every item the source produced is delivered or counted."""
 
+    started: list[int] = []
+
     async def slow(x: int) -> int:
+        started.append(x)
         await asyncio.sleep(0.002)
         return x
 
     pipeline = (
         Flow.from_iterable(itertools.count()).map_async(slow, concurrency=8).start(engine=engine)
     )
-    time.sleep(0.05)
+    # mid-stream: calls keep running (a fixed sleep may end before the run read anything,
+    # and a run stopped before its first read has lost nothing)
+    deadline = time.monotonic() + 10
+    while len(started) < 20:
+        assert time.monotonic() < deadline, "the calls did not start"
+        time.sleep(0.001)
     report = pipeline.cancel()
     assert report.lost >= 1
     assert_accounted(report)

@@ -31,14 +31,29 @@ def _wait_for(cond: Any, timeout: float = 10.0) -> None:
         time.sleep(0.002)
 
 
+async def _until(cond: Any) -> None:
+    """``_wait_for`` on an event loop: polls without blocking the loop (TimeoutError: 10 s)."""
+    async with asyncio.timeout(10):
+        while not cond():  # noqa: ASYNC110 (a list filled by the calls, on any thread)
+            await asyncio.sleep(0.002)
+
+
 async def _slow(x: int) -> int:
     await asyncio.sleep(0.01)
     return x
 
 
-async def _forever(x: int) -> int:
-    await asyncio.sleep(3600)
-    return x
+def _hanging(started: list[int]) -> Any:
+    """A call that never answers (it waits an hour), noting each call in ``started`` as it
+    starts (``list.append`` is thread-safe): a test waits for the calls it counts on instead
+    of sleeping and hoping that they started (a loaded machine may not have started any)."""
+
+    async def call(x: int) -> int:
+        started.append(x)
+        await asyncio.sleep(3600)
+        return x
+
+    return call
 
 
 def _endless() -> Flow[int]:
@@ -88,8 +103,9 @@ def test_drain_timeout_raises_and_the_pipeline_keeps_draining(engine: Engine) ->
 def test_cancel_returns_fast_with_eight_calls_in_flight_and_counts_them_lost(
     engine: Engine,
 ) -> None:
-    p = _endless().map_async(_forever, concurrency=8).start(engine=engine)
-    time.sleep(0.1)  # the 8 calls are running (each waits for an hour)
+    started: list[int] = []
+    p = _endless().map_async(_hanging(started), concurrency=8).start(engine=engine)
+    _wait_for(lambda: len(started) >= 8)  # the 8 calls are running (each waits for an hour)
     t0 = time.perf_counter()
     report = p.cancel()
     elapsed = time.perf_counter() - t0
@@ -143,8 +159,11 @@ def test_calls_from_many_threads_are_idempotent_and_agree(engine: Engine) -> Non
 
 # -- shutdown -----------------------------------------------------------------------------------
 def test_shutdown_cancels_what_is_left_at_the_deadline(engine: Engine) -> None:
-    p = _endless().map_async(_forever, concurrency=8).start(engine=engine)
-    time.sleep(0.05)
+    started: list[int] = []
+    p = _endless().map_async(_hanging(started), concurrency=8).start(engine=engine)
+    # a call runs, which the drain cannot finish (a stop before the first read would drain an
+    # empty run: completed, nothing lost)
+    _wait_for(lambda: bool(started))
     t0 = time.perf_counter()
     report = p.shutdown(0.2)
     elapsed = time.perf_counter() - t0
@@ -305,11 +324,13 @@ def test_start_async_async_with_drains_on_leaving(engine: Engine) -> None:
 
 def test_start_async_exception_in_the_block_cancels(engine: Engine) -> None:
     async def main() -> rxpipe.Pipeline[int]:
-        p = await _endless().map_async(_forever, concurrency=8).start_async(engine=engine)
+        started: list[int] = []
+        flow = _endless().map_async(_hanging(started), concurrency=8)
+        p = await flow.start_async(engine=engine)
 
         async def block() -> None:
             async with p:
-                await asyncio.sleep(0.05)
+                await _until(lambda: len(started) >= 8)  # the 8 calls are running
                 raise Boom
 
         with pytest.raises(Boom):
@@ -342,9 +363,11 @@ def test_async_twins_and_the_sync_calls_that_would_wait_for_their_own_loop(
 
 def test_an_async_pipeline_is_cancelled_from_another_thread(engine: Engine) -> None:
     async def main() -> Report:
-        p = await _endless().map_async(_forever, concurrency=8).start_async(engine=engine)
+        started: list[int] = []
+        flow = _endless().map_async(_hanging(started), concurrency=8)
+        p = await flow.start_async(engine=engine)
         stopper = threading.Thread(target=p.cancel)
-        await asyncio.sleep(0.05)
+        await _until(lambda: len(started) >= 8)  # the 8 calls are running
         stopper.start()
         with pytest.raises(PipelineCancelledError):
             await p.join_async(timeout=10)

@@ -425,8 +425,11 @@ def test_throttle_per_and_the_bucket_refills_while_idle(engine: Engine) -> None:
 def test_cancel_ends_a_stage_waiting_for_its_next_timer_at_once(engine: Engine) -> None:
     """Regression: on the threads runtime a throttle's thread slept until its next token (the
     timers of a blocking stage are deadlines now), so cancel() waited up to ``per`` seconds."""
-    pipeline = Flow.range(100).throttle(1, per=30.0).start(engine=engine)
-    time.sleep(0.2)  # the first item went out; the stage now waits 30 s for the next token
+    first = threading.Event()
+    flow = Flow.range(100).throttle(1, per=30.0)
+    pipeline = flow.start(engine=engine, on_item=lambda _: first.set())
+    assert first.wait(10)  # the first item went out (a fixed sleep could end before it did) ...
+    time.sleep(0.2)  # ... and the stage gets time to start waiting 30 s for the next token
     started = time.perf_counter()
     report = pipeline.cancel()
     assert time.perf_counter() - started < 5.0
