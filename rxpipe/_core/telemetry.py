@@ -218,6 +218,15 @@ class StageTiming:
             self.skip = skip = int(random.random() * (2 * stride - 1))
             self.weight = skip + 1
 
+    def work_ended(self, seconds: float) -> None:
+        """A piece of work that ran ``seconds`` ended (see :class:`TimedWork`)."""
+        self.in_flight -= 1
+        self.work_seconds += seconds
+        if self.keep:
+            self._work_sample.offer(seconds)
+            if self.pending is not None:
+                self.pending.append(seconds)
+
     def add_busy(self, seconds: float) -> None:
         """Time in a callback that is not an item's (a pull, a timer), when timed."""
         self.busy += seconds * self.weight
@@ -322,14 +331,8 @@ class TimedWork:
     def __call__(self, result: Any, error: BaseException | None) -> None:
         timing = self._timing
         if self._running:
-            seconds = perf_counter() - self._started
             self._running = False
-            timing.in_flight -= 1
-            timing.work_seconds += seconds
-            if timing.keep:
-                timing._work_sample.offer(seconds)
-                if timing.pending is not None:
-                    timing.pending.append(seconds)
+            timing.work_ended(perf_counter() - self._started)
         if error is not None and isinstance(error, Exception):
             timing.error(error)
         self._done(result, error)

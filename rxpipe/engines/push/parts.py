@@ -142,9 +142,9 @@ class Part:
         *,
         reads_channel: bool = True,
     ) -> Part:
-        """A stage or source on a lowering (see :mod:`rxpipe.engines.lowerings`): its own
-        step machine, which leaves what it sends in ``output``; what is still there at the
-        stop is lost."""
+        """A runner on a step machine of its own (a source, or a stage on a lowering: see
+        :mod:`rxpipe.engines.lowerings`), which leaves what it sends in ``output``; what is
+        still there at the stop is lost."""
 
         def stop() -> None:
             stats.lost += len(output)
@@ -158,22 +158,8 @@ class Part:
     def source(cls, stats: StageStats, inbox: Any, outbox: Any) -> Part:
         """A source: ``inbox`` reads its iterator (see :class:`IteratorInbox`)."""
         output: deque[Any] = deque()
-        work = Work()
-
-        def stop() -> None:
-            stats.lost += len(output)
-            output.clear()
-
-        return cls(
-            source_steps(stats, output),
-            work,
-            output,
-            deque(),
-            inbox,
-            outbox,
-            stats,
-            stop,
-            reads_channel=False,
+        return cls.lowered(
+            source_steps(stats, output), output, inbox, outbox, stats, reads_channel=False
         )
 
 
